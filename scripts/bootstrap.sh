@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create the project's virtualenv and install pulsegate (editable) with its dev dependencies.
+# On a fresh Debian machine python3 may lack venv/ensurepip (package python3-venv); as root we
+# install it, otherwise we say exactly what is missing.
+set -euo pipefail
+py="${1:-python3}"
+venv="${2:-.venv}"
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: $py is not Python >= 3.11" >&2
+  exit 1
+fi
+if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  else
+    echo "bootstrap: $py has no venv/ensurepip; install python3-venv" >&2
+    exit 1
+  fi
+fi
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -e '.[dev]'
