@@ -16,8 +16,10 @@ from __future__ import annotations
 EWMA_ALPHA = 0.125
 
 
-def split_address(address: str) -> tuple[str, int]:
+def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts.
+
+    Port 0 (an ephemeral port) is only meaningful for listen addresses: ``allow_port_zero``.
 
     >>> split_address("[::1]:80")
     ('::1', 80)
@@ -30,7 +32,7 @@ def split_address(address: str) -> tuple[str, int]:
     if not host:
         raise ValueError(f"missing host in {address!r}")
     port_n = int(port)
-    if not 0 < port_n < 65536:
+    if not (0 if allow_port_zero else 1) <= port_n < 65536:
         raise ValueError(f"port out of range in {address!r}")
     return host, port_n
 

@@ -1,0 +1,566 @@
+"""Side-by-side proxy benchmark: pulsegate vs nginx vs Node.js proxies, one core each.
+
+One run starts an nginx origin pinned to the load core, then each proxy in turn pinned to the other
+core, drives it with wrk for a fixed time and prints req/s, p50/p99 latency and CPU microseconds
+per request, with ratios to nginx. See docs/benchmarks.md for the method and recorded results.
+
+    .venv/bin/python benchmarks/proxy_bench.py [--repeat 3] [--duration 10] [--connections 64]
+
+Exit status: 0 after a measurement (also when a target is missed, unless --check), 1 on --check
+failure or when the rig itself breaks, 77 when nginx or wrk is missing and cannot be installed
+(the smoke test skips on that), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import proxy_peers as peers
+import proxy_rig as rig
+
+EXIT_CHECK_FAILED = 1
+EXIT_TOOLS_MISSING = 77  # the autotools "skipped" convention
+EXIT_INTERRUPTED = 130
+PEER_ORDER = ("nginx", "pulsegate", "node-http-proxy", "node-undici")
+BASELINE = "nginx"
+READY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One measured run of one proxy."""
+
+    peer: str
+    rep: int
+    rps: float
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    cpu_s: float
+    cpu_us_per_req: float
+    upstream_cpu_us_per_req: float
+    wrk_cpu_us_per_req: float
+    proxy_core_busy_pct: float
+    load_core_busy_pct: float
+    other_cpu_pct: float  # percent of one core used by processes outside the rig
+    steal_pct: float  # percent of one core taken by the hypervisor
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Medians over the interleaved repeats of one proxy."""
+
+    peer: str
+    runs: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_req: float
+    proxy_core_busy_pct: float
+    load_core_busy_pct: float
+    other_cpu_pct: float
+    errors: int
+    rps_min: float
+    rps_max: float
+    rps_vs_nginx: float | None
+
+
+def log(msg: str) -> None:
+    """Progress goes to stderr so stdout holds only the results."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (default 10)")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: one load core)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians reported (default 3)")
+    p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each run (default 2)")
+    p.add_argument(
+        "--peers",
+        default=",".join(PEER_ORDER),
+        help=f"comma-separated subset of {','.join(PEER_ORDER)} (default all)",
+    )
+    p.add_argument(
+        "--nginx-keepalive",
+        type=int,
+        default=None,
+        help="idle upstream connections nginx keeps (default 64, or 2 x connections above 64)",
+    )
+    p.add_argument(
+        "--pulsegate-workers",
+        type=int,
+        default=None,
+        help="add 'workers: N' to the pulsegate config (default: not set, pulsegate decides)",
+    )
+    p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxy (default first usable)")
+    p.add_argument("--load-cpu", type=int, default=None, help="core for wrk + origin (default second usable)")
+    p.add_argument("--target-ratio", type=float, default=0.60, help="pulsegate/nginx req/s target")
+    p.add_argument("--check", action="store_true", help="exit 1 if a target is missed or not measured")
+    p.add_argument("--json", type=Path, default=None, help="write raw runs and summary to this file")
+    p.add_argument("--no-install", action="store_true", help="use only the tools already installed")
+    p.add_argument("--install-timeout", type=float, default=300.0, help="bound for apt-get/npm (s)")
+    p.add_argument("--keep-work", action="store_true", help="keep configs and logs under benchmarks/.work")
+    p.add_argument("--smoke", action="store_true", help="tiny run for the test: 1 s, 8 connections, once")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.duration, args.connections, args.repeat, args.warmup = 1, 8, 1, 0
+    if args.duration < 1 or args.connections < 1 or args.repeat < 1 or args.warmup < 0:
+        p.error("--duration, --connections and --repeat must be >= 1, --warmup >= 0")
+    if args.threads > args.connections:
+        p.error("--threads must not exceed --connections")
+    if args.nginx_keepalive is None:
+        # The idle cache must hold at least one connection per concurrent request or nginx
+        # closes and reopens upstream connections under load; 2x leaves headroom.
+        args.nginx_keepalive = 64 if args.connections <= 64 else 2 * args.connections
+    wanted = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(PEER_ORDER))
+    if unknown:
+        p.error(f"unknown peers: {', '.join(unknown)}")
+    args.peer_list = [name for name in PEER_ORDER if name in wanted]
+    return args
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def ensure_tools(args: argparse.Namespace) -> dict[str, str | None]:
+    """Find nginx, wrk, taskset, node, npm; install the missing ones unless --no-install."""
+    apt_for = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"}
+    missing = [tool for tool in apt_for if rig.find_tool(tool) is None]
+    if missing and not args.no_install:
+        pkgs = [apt_for[t] for t in missing]
+        log(f"installing Debian packages: {' '.join(pkgs)}")
+        why = rig.apt_install(pkgs, args.install_timeout)
+        if why:
+            log(f"could not install: {why}")
+    tools = {name: rig.find_tool(name) for name in ("nginx", "wrk", "taskset", "node", "npm")}
+
+    wants_node = any(p.startswith("node-") for p in args.peer_list)
+    modules_missing = not all(
+        (peers.NODE_DIR / "node_modules" / mod / "package.json").exists() for mod in ("http-proxy", "undici")
+    )
+    if wants_node and modules_missing and not args.no_install and tools["npm"]:
+        # npm ci installs exactly the committed lockfile, so every machine measures the same code.
+        log(f"npm ci in {peers.NODE_DIR}")
+        try:
+            proc = subprocess.run(
+                [tools["npm"], "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=peers.NODE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=args.install_timeout,
+                check=False,
+            )
+            if proc.returncode != 0:
+                log(f"npm ci failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+        except subprocess.TimeoutExpired:
+            log(f"npm ci timed out after {args.install_timeout:.0f} s")
+    return tools
+
+
+def build_peers(args: argparse.Namespace, tools: dict[str, str | None]) -> list[peers.Peer]:
+    out: list[peers.Peer] = []
+    for name in args.peer_list:
+        if name == "nginx":
+            nginx = tools["nginx"]
+            assert nginx is not None  # checked by the caller: it is also the origin
+            out.append(peers.Peer("nginx", peers.nginx_proxy_builder(nginx, args.nginx_keepalive)))
+        elif name == "pulsegate":
+            exe = Path(sys.executable).parent / "pulsegate"
+            out.append(peers.pulsegate_peer(exe, args.pulsegate_workers))
+        elif name == "node-http-proxy":
+            out.append(peers.node_peer(name, "http_proxy.js", tools["node"], "http-proxy"))
+        elif name == "node-undici":
+            out.append(peers.node_peer(name, "undici_proxy.js", tools["node"], "undici"))
+    return out
+
+
+def tool_versions(tools: dict[str, str | None]) -> dict[str, str]:
+    def first_line(argv: list[str]) -> str:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        return lines[0].strip() if lines else "unknown"
+
+    out: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
+    if tools["nginx"]:
+        out["nginx"] = first_line([tools["nginx"], "-v"])
+    if tools["wrk"]:
+        out["wrk"] = first_line([tools["wrk"], "-v"])
+    if tools["node"]:
+        out["node"] = first_line([tools["node"], "--version"])
+    try:
+        out["pulsegate"] = importlib.metadata.version("pulsegate")
+    except importlib.metadata.PackageNotFoundError:
+        out["pulsegate"] = "not installed"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            out["cpu"] = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "unknown"
+            )
+    except OSError:
+        out["cpu"] = "unknown"
+    return out
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Where things run: scratch dir, cores, tool paths, the origin."""
+
+    children: rig.Children
+    workdir: Path
+    proxy_cpu: int | None
+    load_cpu: int | None
+    taskset: str | None
+    wrk: str
+    upstream: rig.Child
+    upstream_port: int
+
+
+def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> RunResult | str:
+    """Start ``peer``, load it, stop it. Returns the result, or why it could not be measured."""
+    assert peer.build is not None
+    port = rig.free_port()
+    argv = peer.build(r.workdir / f"{peer.name}-{rep}", port, r.upstream_port)
+    child = r.children.spawn(
+        f"{peer.name}-{rep}", argv, cpu=r.proxy_cpu, taskset=r.taskset, env=peer.env, cwd=r.workdir
+    )
+    try:
+        why = rig.wait_http_ready(child, port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
+        if why:
+            tail = child.log_tail()
+            return why + ("; log tail:\n    " + tail.replace("\n", "\n    ") if tail else "")
+        url = f"http://127.0.0.1:{port}/"
+
+        def load(seconds: int) -> rig.WrkResult:
+            return rig.run_wrk(
+                r.children,
+                r.wrk,
+                url,
+                duration_s=seconds,
+                connections=args.connections,
+                threads=args.threads,
+                cpu=r.load_cpu,
+                taskset=r.taskset,
+            )
+
+        if args.warmup:
+            # JIT warm-up (node), pool fill and page faults happen here, not in the measured run.
+            load(args.warmup)
+        cpu0 = rig.group_cpu_seconds(child.pid)
+        up0 = rig.group_cpu_seconds(r.upstream.pid)
+        cores0 = rig.core_times()
+        res = load(args.duration)
+        cores1 = rig.core_times()
+        cpu_s = rig.group_cpu_seconds(child.pid) - cpu0
+        up_s = rig.group_cpu_seconds(r.upstream.pid) - up0
+        if child.popen.poll() is not None:
+            return f"exited with code {child.popen.returncode} during the load run"
+    finally:
+        r.children.stop(child)
+    if res.requests == 0:
+        return "wrk completed no request"
+    per_req = 1e6 / res.requests
+    nan = float("nan")
+    usage = rig.core_usage(cores0, cores1)
+    # CPU that neither the proxy, the origin nor wrk used: other people's tests, builds, daemons.
+    # It shares the cores with the rig, so a few percent already moves the numbers.
+    other_s = max(0.0, usage.all_busy_core_s - cpu_s - up_s - res.cpu_s)
+    return RunResult(
+        peer=peer.name,
+        rep=rep,
+        rps=res.rps,
+        requests=res.requests,
+        seconds=res.seconds,
+        p50_ms=res.latency_ms["50"],
+        p90_ms=res.latency_ms.get("90", nan),
+        p99_ms=res.latency_ms["99"],
+        errors=res.errors,
+        cpu_s=cpu_s,
+        cpu_us_per_req=cpu_s * per_req,
+        upstream_cpu_us_per_req=up_s * per_req,
+        wrk_cpu_us_per_req=res.cpu_s * per_req,
+        proxy_core_busy_pct=usage.busy_pct.get(r.proxy_cpu, nan) if r.proxy_cpu is not None else nan,
+        load_core_busy_pct=usage.busy_pct.get(r.load_cpu, nan) if r.load_cpu is not None else nan,
+        other_cpu_pct=100.0 * other_s / usage.wall_s if usage.wall_s else nan,
+        steal_pct=usage.steal_pct,
+    )
+
+
+def summarize(runs: list[RunResult]) -> list[Summary]:
+    by_peer: dict[str, list[RunResult]] = {}
+    for run in runs:
+        by_peer.setdefault(run.peer, []).append(run)
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    base = med([r.rps for r in by_peer[BASELINE]]) if BASELINE in by_peer else None
+    out = []
+    for name in PEER_ORDER:
+        rs = by_peer.get(name)
+        if not rs:
+            continue
+        rps = med([r.rps for r in rs])
+        out.append(
+            Summary(
+                peer=name,
+                runs=len(rs),
+                rps=rps,
+                p50_ms=med([r.p50_ms for r in rs]),
+                p99_ms=med([r.p99_ms for r in rs]),
+                cpu_us_per_req=med([r.cpu_us_per_req for r in rs]),
+                proxy_core_busy_pct=med([r.proxy_core_busy_pct for r in rs]),
+                load_core_busy_pct=med([r.load_core_busy_pct for r in rs]),
+                other_cpu_pct=med([r.other_cpu_pct for r in rs]),
+                errors=sum(r.errors for r in rs),
+                rps_min=min(r.rps for r in rs),
+                rps_max=max(r.rps for r in rs),
+                rps_vs_nginx=rps / base if base else None,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+HEADER = (
+    f"{'proxy':<16} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} "
+    f"{'proxy core':>10} {'load core':>9} {'other':>6} {'vs nginx':>8} {'runs':>4}"
+)
+# Above this much CPU used by strangers (percent of one core) a run is not trustworthy.
+NOISY_OTHER_PCT = 10.0
+# A load core this busy may be what limits the rate, not the proxy.
+LOAD_BOUND_PCT = 95.0
+
+
+def _pct(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.0f}%"
+
+
+def format_table(summaries: list[Summary], skipped: dict[str, str]) -> str:
+    lines = [HEADER, "-" * len(HEADER)]
+    for s in summaries:
+        ratio = "n/a" if s.rps_vs_nginx is None else f"{s.rps_vs_nginx:.2f}"
+        flag = " !" if s.errors else ""
+        lines.append(
+            f"{s.peer:<16} {s.rps:>8.0f} {s.p50_ms:>7.2f} {s.p99_ms:>7.2f} {s.cpu_us_per_req:>10.1f} "
+            f"{_pct(s.proxy_core_busy_pct):>10} {_pct(s.load_core_busy_pct):>9} "
+            f"{_pct(s.other_cpu_pct):>6} {ratio:>8} {s.runs:>4}{flag}"
+        )
+    lines.extend(f"{name:<16} skipped: {why}" for name, why in skipped.items())
+    return "\n".join(lines)
+
+
+def format_notes(summaries: list[Summary]) -> list[str]:
+    notes = []
+    if any(s.errors for s in summaries):
+        notes.append("! = wrk saw non-2xx responses or socket errors; see --json for counts")
+    spread = [s for s in summaries if s.runs > 1]
+    if spread:
+        notes.append(
+            "req/s range over runs: " + ", ".join(f"{s.peer} {s.rps_min:.0f}-{s.rps_max:.0f}" for s in spread)
+        )
+    noisy = [s.peer for s in summaries if s.other_cpu_pct > NOISY_OTHER_PCT]
+    if noisy:
+        notes.append(
+            f"WARNING: other processes used > {NOISY_OTHER_PCT:.0f}% of a core during {', '.join(noisy)}: "
+            "the machine was not quiet, treat these numbers as noisy"
+        )
+    bound = [s.peer for s in summaries if s.load_core_busy_pct > LOAD_BOUND_PCT]
+    if bound:
+        notes.append(
+            f"note: the load core was > {LOAD_BOUND_PCT:.0f}% busy for {', '.join(bound)}: wrk + origin may "
+            "limit that rate (it is a lower bound); compare CPU us/req too"
+        )
+    return notes
+
+
+def check_targets(summaries: list[Summary], target_ratio: float) -> tuple[list[str], bool]:
+    """Lines like ``pulsegate/nginx req/s ratio: 0.74 (target >= 0.60) met``; and whether all were met."""
+    by_peer = {s.peer: s for s in summaries}
+    ok = True
+    lines = []
+    base = by_peer.get(BASELINE)
+    for peer, target in (("pulsegate", target_ratio),):
+        s = by_peer.get(peer)
+        if s is None or s.rps_vs_nginx is None or base is None:
+            lines.append(f"{peer}/nginx req/s ratio: not measured (target >= {target:.2f})")
+            ok = False
+            continue
+        met = s.rps_vs_nginx >= target
+        ok = ok and met
+        verdict = "met" if met else "MISSED"
+        lines.append(f"{peer}/nginx req/s ratio: {s.rps_vs_nginx:.2f} (target >= {target:.2f}) {verdict}")
+        # Informational: CPU cost per request does not depend on whether the load core saturated.
+        cost = base.cpu_us_per_req / s.cpu_us_per_req if s.cpu_us_per_req > 0 else float("nan")
+        lines.append(f"{peer}/nginx CPU us/req ratio (nginx / {peer}): {cost:.2f} (informational)")
+    return lines, ok
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN is not JSON: write null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- main
+
+
+def choose_cores(args: argparse.Namespace, taskset: str | None) -> tuple[int | None, int | None]:
+    cpus = rig.usable_cpus()
+    if taskset is None or len(cpus) < 2:
+        log(f"not pinning: taskset {'found' if taskset else 'missing'}, usable cores {cpus}")
+        return None, None
+    proxy_cpu = cpus[0] if args.proxy_cpu is None else args.proxy_cpu
+    load_cpu = next(c for c in cpus if c != proxy_cpu) if args.load_cpu is None else args.load_cpu
+    return proxy_cpu, load_cpu
+
+
+def run(args: argparse.Namespace) -> int:
+    started = dt.datetime.now(dt.UTC)
+    tools = ensure_tools(args)
+    for tool in ("nginx", "wrk"):
+        if tools[tool] is None:
+            how = "--no-install given" if args.no_install else "and could not be installed"
+            print(f"SKIP: {tool} is not installed ({how}); nginx is the origin and wrk the load")
+            return EXIT_TOOLS_MISSING
+    nginx, wrk = tools["nginx"], tools["wrk"]
+    assert nginx is not None and wrk is not None
+    proxy_cpu, load_cpu = choose_cores(args, tools["taskset"])
+
+    work_root = peers.BENCH_DIR / ".work"
+    work_root.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="proxy-", dir=work_root))
+    runs: list[RunResult] = []
+    skipped: dict[str, str] = {}
+    try:
+        with rig.Children(workdir) as children:
+            upstream_port = rig.free_port()
+            upstream = children.spawn(
+                "upstream",
+                peers.nginx_upstream_argv(nginx, workdir / "upstream", upstream_port),
+                cpu=load_cpu,
+                taskset=tools["taskset"],
+            )
+            why = rig.wait_http_ready(upstream, upstream_port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
+            if why:
+                print(f"ERROR: the nginx origin did not start: {why}\n{upstream.log_tail()}")
+                return EXIT_CHECK_FAILED
+            r = Rig(children, workdir, proxy_cpu, load_cpu, tools["taskset"], wrk, upstream, upstream_port)
+            active = []
+            for peer in build_peers(args, tools):
+                if peer.unavailable:
+                    skipped[peer.name] = peer.unavailable
+                    log(f"{peer.name}: skipped: {peer.unavailable}")
+                else:
+                    active.append(peer)
+            log(
+                f"cores: proxy {proxy_cpu}, load+origin {load_cpu}; {args.repeat} x "
+                f"{[p.name for p in active]}, {args.duration}s @ {args.connections} connections"
+            )
+            # Interleaved rounds (A B C A B C ...) spread slow drifts (thermal, noisy neighbours)
+            # over all proxies instead of penalising whichever ran last.
+            for rep in range(args.repeat):
+                for peer in [p for p in active if p.name not in skipped]:
+                    result = measure(r, peer, rep, args)
+                    if isinstance(result, str):
+                        skipped[peer.name] = result
+                        log(f"{peer.name}: skipped: {result}")
+                        continue
+                    runs.append(result)
+                    log(
+                        f"round {rep + 1}/{args.repeat} {peer.name}: {result.rps:.0f} req/s, "
+                        f"p99 {result.p99_ms:.2f} ms, {result.cpu_us_per_req:.1f} us CPU/req"
+                    )
+    finally:
+        if args.keep_work:
+            log(f"configs and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    summaries = summarize(runs)
+    # Peers measured in some rounds but skipped later still get a row; keep their reason visible.
+    table_skips = {k: v for k, v in skipped.items() if k not in {s.peer for s in summaries}}
+    partial = {k: v for k, v in skipped.items() if k in {s.peer for s in summaries}}
+    target_lines, targets_ok = check_targets(summaries, args.target_ratio)
+    cmd = shlex.join(["python", *sys.argv])
+    print(f"proxy benchmark {started:%Y-%m-%d %H:%M} UTC: {cmd}")
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, warm-up {args.warmup}s, "
+        f"{args.repeat} interleaved round(s), medians; proxy on core {proxy_cpu}, "
+        f"wrk + nginx origin on core {load_cpu}"
+    )
+    print()
+    print(format_table(summaries, table_skips))
+    for line in format_notes(summaries):
+        print(line)
+    for name, why in partial.items():
+        print(f"note: {name} failed in a later round: {why}")
+    print()
+    print("\n".join(target_lines))
+
+    if args.json:
+        doc: dict[str, Any] = {
+            "date": started.isoformat(timespec="seconds"),
+            "command": cmd,
+            "settings": {
+                k: v for k, v in vars(args).items() if k not in {"json", "peer_list"} and not callable(v)
+            },
+            "cores": {"proxy": proxy_cpu, "load_and_origin": load_cpu},
+            "versions": tool_versions(tools),
+            "runs": [asdict(run) for run in runs],
+            "summary": [asdict(s) for s in summaries],
+            "skipped": skipped,
+            "targets": {"lines": target_lines, "all_met": targets_ok},
+        }
+        args.json.write_text(json.dumps(_json_safe(doc), indent=2, default=str) + "\n")
+        log(f"raw results written to {args.json}")
+    return EXIT_CHECK_FAILED if args.check and not targets_ok else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        with rig.sigterm_as_interrupt():
+            code = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: all child processes were stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    log(f"done in {time.monotonic() - t0:.0f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The programs ``proxy_bench.py`` measures: how each is configured and started.
+
+Every proxy gets the same job: listen on 127.0.0.1:PORT, forward everything to one upstream over
+HTTP/1.1 keep-alive connections, one process (or one worker) on one core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+UPSTREAM_BODY = b"hello world\n"
+BENCH_DIR = Path(__file__).resolve().parent
+NODE_DIR = BENCH_DIR / "node"
+
+# argv builder: (scratch dir for this start, listen port, upstream port) -> command line.
+CommandBuilder = Callable[[Path, int, int], list[str]]
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    build: CommandBuilder | None  # None when the peer cannot run here
+    unavailable: str | None = None  # why it cannot run
+    env: dict[str, str] | None = None  # None: inherit this script's environment
+
+
+def _nginx_conf(workdir: Path, http_block: str) -> str:
+    """A self-contained nginx.conf: every path under ``workdir``, never the system config."""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {workdir / (kind + '_temp')};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # One worker, like every other peer; daemon off so the process we start is the master and
+    # killpg on its group reaches the worker.
+    return f"""\
+worker_processes 1;
+daemon off;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 300s;
+    keepalive_requests 10000000;
+{temp_paths}
+{http_block}
+}}
+"""
+
+
+def nginx_argv(nginx: str, workdir: Path, conf: str) -> list[str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf_path = workdir / "nginx.conf"
+    conf_path.write_text(conf)
+    # -p/-e keep nginx away from /etc/nginx and /var/log/nginx before it has read our config.
+    return [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf_path)]
+
+
+def nginx_upstream_argv(nginx: str, workdir: Path, port: int) -> list[str]:
+    """The origin every proxy forwards to: a fixed 12-byte 200 answer, no disk or logging."""
+    body = UPSTREAM_BODY.decode().replace("\n", "\\n")
+    server = f"""\
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}"""
+    return nginx_argv(nginx, workdir, _nginx_conf(workdir, server))
+
+
+def nginx_proxy_builder(nginx: str, keepalive: int) -> CommandBuilder:
+    def build(workdir: Path, port: int, upstream_port: int) -> list[str]:
+        # proxy_http_version 1.1 + an empty Connection header is what lets nginx reuse the
+        # upstream connections held by `keepalive`; without them it opens one per request.
+        proxy = f"""\
+    upstream bench {{
+        server 127.0.0.1:{upstream_port};
+        keepalive {keepalive};
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+        return nginx_argv(nginx, workdir, _nginx_conf(workdir, proxy))
+
+    return build
+
+
+def pulsegate_yaml(port: int, upstream_port: int, workers: int | None) -> str:
+    # Pool sizes match the node peers' agent limits (1024 connections, 256 idle).
+    lines = [
+        f'listen: "127.0.0.1:{port}"',
+        f'upstreams: {{bench: {{targets: ["127.0.0.1:{upstream_port}"], '
+        "pool: {max_idle: 256, max_connections: 1024}}}",
+        'routes: [{name: bench, match: {path_prefix: "/"}, upstream: bench}]',
+    ]
+    if workers is not None:
+        lines.append(f"workers: {workers}")
+    return "\n".join(lines) + "\n"
+
+
+def pulsegate_peer(executable: Path, workers: int | None) -> Peer:
+    if not executable.exists():
+        return Peer("pulsegate", None, f"{executable} does not exist (is the package installed?)")
+
+    def build(workdir: Path, port: int, upstream_port: int) -> list[str]:
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "pulsegate.yaml"
+        conf.write_text(pulsegate_yaml(port, upstream_port, workers))
+        return [str(executable), "run", "-c", str(conf)]
+
+    return Peer("pulsegate", build)
+
+
+def node_peer(name: str, script: str, node: str | None, required_module: str) -> Peer:
+    if node is None:
+        return Peer(name, None, "node is not installed")
+    if not (NODE_DIR / "node_modules" / required_module / "package.json").exists():
+        return Peer(name, None, f"npm package {required_module!r} missing in {NODE_DIR}/node_modules")
+    script_path = NODE_DIR / script
+
+    def build(workdir: Path, port: int, upstream_port: int) -> list[str]:
+        return [node, str(script_path), str(port), f"127.0.0.1:{upstream_port}"]
+
+    return Peer(name, build, env=node_env())
+
+
+def node_env() -> dict[str, str]:
+    # NODE_ENV=production is what a deployment would set; NODE_OPTIONS from the caller's shell
+    # (e.g. an inspector flag) would distort the measurement, so it is dropped.
+    env = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
+    env["NODE_ENV"] = "production"
+    return env

@@ -1,0 +1,90 @@
+"""Parsed message heads, already split into what an intermediary forwards and what it rewrites.
+
+The parsers classify every header once: end-to-end headers land in ``headers`` in their original
+order and spelling; hop-by-hop and framing headers (RFC 9110 §7.6.1, RFC 9112 §6) and the ones a
+proxy rewrites (``X-Forwarded-*``, ``Via``, ``X-Request-Id``) are lifted into fields, so the proxy
+never looks at a header twice.
+"""
+
+from __future__ import annotations
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class RequestHead:
+    """A validated request head.
+
+    Example:
+        >>> h = RequestHead(b"GET", b"/a?b=1", 1)
+        >>> (h.path, h.query)
+        (b'/a', b'?b=1')
+    """
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "forwarded_for",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "request_id",
+        "target",
+        "upgrade",
+        "version",
+        "via",
+    )
+
+    def __init__(self, method: bytes, target: bytes, version: int) -> None:
+        self.method = method
+        #: The request target exactly as sent (origin-form after absolute-form is unpacked).
+        self.target = target
+        q = target.find(b"?")
+        self.path = target if q < 0 else target[:q]
+        self.query = b"" if q < 0 else target[q:]
+        #: HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+        self.version = version
+        self.headers: Headers = []
+        #: Host header value as sent (may carry a port), or the authority of an absolute-form target.
+        self.host = b""
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.expect_continue = False
+        self.request_id: bytes | None = None
+        self.forwarded_for: bytes | None = None
+        self.via: bytes | None = None
+        self.upgrade: bytes | None = None
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a body follows the head (RFC 9112 §6.3: only CL or chunked frame a request body)."""
+        return self.chunked or bool(self.content_length)
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method.decode()} {self.target!r} HTTP/1.{self.version}>"
+
+
+class ResponseHead:
+    """A validated response head.
+
+    Example:
+        >>> ResponseHead(204, []).status
+        204
+    """
+
+    __slots__ = ("chunked", "content_length", "headers", "keep_alive", "status", "via")
+
+    def __init__(self, status: int, headers: Headers) -> None:
+        self.status = status
+        self.headers = headers
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.via: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<ResponseHead {self.status} cl={self.content_length} chunked={self.chunked}>"

@@ -1,0 +1,297 @@
+"""Sans-IO request parser for the downstream (client) side: bytes in, validated heads out.
+
+httptools (llhttp) does the tokenizing and already refuses most smuggling vectors strictly:
+Content-Length with Transfer-Encoding, duplicate Content-Length, bad chunk sizes, bare LF, NUL and
+other control bytes, obs-fold, whitespace before the colon. On top of that this module enforces
+what an intermediary must (RFC 9112): exactly one Host in HTTP/1.1, only ``chunked`` as a transfer
+coding, HTTP/1.0 and 1.1 only, header-block and body size limits, and the ``Expect`` rules.
+
+Example:
+    >>> class Sink:
+    ...     def on_head(self, head): print(head.method, head.path, head.host)
+    ...     def on_body(self, data): print("body", data)
+    ...     def on_end(self): print("end")
+    >>> p = RequestParser(Sink(), max_header_bytes=8192, max_body_bytes=1024)
+    >>> p.feed(b"POST /x HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 2\\r\\n\\r\\nhi")
+    b'POST' b'/x' b'a'
+    body b'hi'
+    end
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import NoReturn, Protocol
+
+import httptools
+
+from pulsegate.errors import DownstreamError
+from pulsegate.http.head import RequestHead
+
+# How each header the intermediary must not forward blindly is handled; anything else is kept.
+_KEEP, _HOST, _CL, _TE, _CONN, _DROP, _UPGRADE, _EXPECT, _RID, _XFF, _VIA = range(11)
+_SPECIAL: dict[bytes, int] = {
+    b"host": _HOST,
+    b"content-length": _CL,
+    b"transfer-encoding": _TE,
+    b"connection": _CONN,
+    # Hop-by-hop (RFC 9110 §7.6.1) and the proxy-rewritten ones: the proxy writes its own.
+    b"keep-alive": _DROP,
+    b"proxy-connection": _DROP,
+    b"te": _DROP,
+    b"trailer": _DROP,
+    b"x-forwarded-proto": _DROP,
+    b"x-forwarded-host": _DROP,
+    b"upgrade": _UPGRADE,
+    b"expect": _EXPECT,
+    b"x-request-id": _RID,
+    b"x-forwarded-for": _XFF,
+    b"via": _VIA,
+}
+_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
+_CONNECTION_KEEP = frozenset((b"close", b"keep-alive", b"upgrade"))
+
+
+class RequestHandler(Protocol):
+    """What the parser reports to; the proxy's client connection implements it."""
+
+    def on_head(self, head: RequestHead) -> None: ...
+    def on_body(self, data: bytes) -> None: ...
+    def on_end(self) -> None: ...
+
+
+def split_tokens(value: bytes) -> list[bytes]:
+    """Lower-cased, stripped members of a comma-separated header value.
+
+    >>> split_tokens(b"Keep-Alive, X-Foo ,")
+    [b'keep-alive', b'x-foo']
+    """
+    return [t for t in (p.strip().lower() for p in value.split(b",")) if t]
+
+
+class RequestParser:
+    """Parses a stream of pipelined requests and reports each to a :class:`RequestHandler`.
+
+    :meth:`feed` raises :class:`~pulsegate.errors.DownstreamError` carrying the status to answer
+    (400, 413, 417, 431, 501, 505); after that the connection must be closed.
+    """
+
+    __slots__ = (
+        "_body_size",
+        "_closed",
+        "_error",
+        "_handler",
+        "_head_size",
+        "_headers",
+        "_in_head",
+        "_max_body",
+        "_max_head",
+        "_p",
+        "_partial",
+        "_url",
+    )
+
+    def __init__(self, handler: RequestHandler, *, max_header_bytes: int, max_body_bytes: int) -> None:
+        self._handler = handler
+        self._max_head = max_header_bytes
+        self._max_body = max_body_bytes
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = False
+        self._head_size = 0
+        self._partial = 0
+        self._body_size = 0
+        self._closed = False
+        self._error: DownstreamError | None = None
+        # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
+        # so body bytes cost no extra Python frame.
+        self._p = httptools.HttpRequestParser(_Callbacks(self, handler))
+
+    @property
+    def in_head(self) -> bool:
+        """True while a request head has started but is not complete (for ``header_timeout``)."""
+        return self._in_head
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; report complete heads, body bytes and message ends to the handler."""
+        if self._closed:
+            return  # bytes after a request that closes the connection are ignored (RFC 9112 §9.6)
+        before = self._head_size
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops after a request carrying Upgrade (or CONNECT). We do not tunnel, and
+            # Upgrade is hop-by-hop and stripped, so the request was a plain one: go on parsing.
+            rest = data[exc.args[0] :]
+            if rest:
+                self.feed(rest)
+            return
+        except httptools.HttpParserCallbackError as exc:
+            err = self._error or exc.__context__
+            self._error = None
+            if isinstance(err, DownstreamError):
+                raise err from None
+            raise
+        except httptools.HttpParserError as exc:
+            raise DownstreamError(f"malformed request: {exc}", status=400) from None
+        if self._in_head:
+            # A header line still being received reports nothing until it ends; count those bytes
+            # so one endless header cannot grow memory past the limit.
+            self._partial = self._partial + len(data) if self._head_size == before else 0
+            if self._head_size + self._partial > self._max_head:
+                raise DownstreamError("request header block too large", status=431)
+
+    def _fail(self, reason: str, status: int) -> NoReturn:
+        # Raised inside an httptools callback, the error comes back wrapped; keep ours to re-raise.
+        self._error = DownstreamError(reason, status=status)
+        raise self._error
+
+    def _body_limited(self, handler: RequestHandler) -> Callable[[bytes], None]:
+        on_body = handler.on_body
+
+        def on_body_checked(data: bytes) -> None:
+            # Content-Length bodies were checked at the head; this catches chunked ones.
+            self._body_size += len(data)
+            if self._body_size > self._max_body:
+                self._fail("request body too large", 413)
+            on_body(data)
+
+        return on_body_checked
+
+    # -- callbacks (called by httptools) ----------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        if not self._in_head:
+            self._in_head = True
+            self._url = url
+            self._head_size = len(url)
+        else:
+            self._url += url  # llhttp reports a URL split across reads in pieces
+            self._head_size += len(url)
+        if self._head_size > self._max_head:
+            self._fail("request line too long", 431)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer fields: not forwarded
+        self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            self._fail("request header block too large", 431)
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        self._in_head = False
+        self._partial = 0
+        version = p.get_http_version()
+        if version == "1.1":
+            minor = 1
+        elif version == "1.0":
+            minor = 0
+        else:
+            self._fail(f"HTTP version {version} not supported", 505)
+        method = p.get_method()
+        if method == b"CONNECT":
+            self._fail("CONNECT is not supported", 501)
+        head = self._make_head(method, self._url, minor)
+        head.keep_alive = p.should_keep_alive()
+        headers = self._headers
+        self._headers = []
+        self._classify(head, headers)
+        if head.content_length is not None and head.content_length > self._max_body:
+            self._fail("request body too large", 413)
+        if head.keep_alive is False:
+            self._closed = True
+        self._body_size = 0
+        self._handler.on_head(head)
+
+    def on_message_complete(self) -> None:
+        self._handler.on_end()
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _make_head(self, method: bytes, url: bytes, minor: int) -> RequestHead:
+        if url[:1] == b"/":
+            return RequestHead(method, url, minor)
+        if url == b"*" and method == b"OPTIONS":
+            return RequestHead(method, url, minor)
+        low = url[:8].lower()
+        if low.startswith((b"http://", b"https://")):
+            # absolute-form (RFC 9112 §3.2.2): the authority replaces Host.
+            rest = url[url.index(b"//") + 2 :]
+            cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+            authority, target = rest[:cut], rest[cut:]
+            if not authority or b"@" in authority:
+                self._fail("invalid absolute-form request target", 400)
+            if target[:1] != b"/":
+                target = b"/" + target
+            head = RequestHead(method, target, minor)
+            head.host = authority
+            return head
+        self._fail("invalid request target", 400)
+
+    def _classify(self, head: RequestHead, headers: list[tuple[bytes, bytes]]) -> None:
+        kept = head.headers
+        hosts = 0
+        drop_named: list[bytes] | None = None
+        special = _SPECIAL
+        for name, value in headers:
+            kind = special.get(name.lower(), _KEEP)
+            if kind == _KEEP:
+                kept.append((name, value))
+            elif kind == _HOST:
+                hosts += 1
+                if not head.host or hosts > 1:
+                    head.host = value
+            elif kind == _CL:
+                head.content_length = int(value)  # llhttp already refused anything but digits
+            elif kind == _TE:
+                if head.chunked or value.strip().lower() != b"chunked":
+                    # gzip/deflate transfer codings would need decoding we do not do (RFC 9112 §6.1).
+                    self._fail("unsupported Transfer-Encoding", 501)
+                head.chunked = True
+            elif kind == _CONN:
+                for token in split_tokens(value):
+                    if token not in _CONNECTION_KEEP:
+                        drop_named = drop_named or []
+                        drop_named.append(token)
+            elif kind == _EXPECT:
+                if value.strip().lower() != b"100-continue":
+                    self._fail("unsupported expectation", 417)
+                head.expect_continue = True
+            elif kind == _RID:
+                if head.request_id is None and _REQUEST_ID_OK(value):
+                    head.request_id = value
+            elif kind == _XFF:
+                head.forwarded_for = (
+                    value if head.forwarded_for is None else head.forwarded_for + b", " + value
+                )
+            elif kind == _VIA:
+                head.via = value if head.via is None else head.via + b", " + value
+            elif kind == _UPGRADE:
+                head.upgrade = value
+        if hosts != 1 and head.version == 1 and not (hosts == 0 and head.host):
+            # RFC 9112 §3.2: a 1.1 request without Host, or with several, gets 400.
+            self._fail("missing Host header" if hosts == 0 else "multiple Host headers", 400)
+        if not head.host and hosts:
+            self._fail("empty Host header", 400)
+        if head.expect_continue and not head.has_body:
+            head.expect_continue = False  # nothing to wait for
+        if drop_named:
+            # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+            named = frozenset(drop_named)
+            head.headers = [h for h in kept if h[0].lower() not in named]
+
+
+class _Callbacks:
+    """The object httptools calls: parser methods, except on_body which is the handler's own."""
+
+    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_complete", "on_url")
+
+    def __init__(self, parser: RequestParser, handler: RequestHandler) -> None:
+        self.on_url = parser.on_url
+        self.on_header = parser.on_header
+        self.on_headers_complete = parser.on_headers_complete
+        self.on_message_complete = parser.on_message_complete
+        self.on_body = parser._body_limited(handler) if parser._max_body else handler.on_body

@@ -1,0 +1,169 @@
+"""Sans-IO response parser for the upstream side: bytes in, validated heads out.
+
+Besides classifying headers (hop-by-hop and framing out, the rest kept in order), it knows two
+things llhttp cannot: that a response to HEAD has no body whatever its Content-Length says, and
+that interim 1xx responses precede the final one on the same message exchange.
+
+Example:
+    >>> class Sink:
+    ...     def on_response_head(self, head): print(head.status, head.content_length)
+    ...     def on_response_body(self, data): print("body", data)
+    ...     def on_response_end(self): print("end")
+    >>> p = ResponseParser(Sink())
+    >>> p.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")
+    200 2
+    body b'hi'
+    end
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httptools
+
+from pulsegate.errors import UpstreamError
+from pulsegate.http.head import ResponseHead
+from pulsegate.http.request import split_tokens
+
+_KEEP, _CL, _TE, _CONN, _DROP, _VIA = range(6)
+_SPECIAL: dict[bytes, int] = {
+    b"content-length": _CL,
+    b"transfer-encoding": _TE,
+    b"connection": _CONN,
+    b"keep-alive": _DROP,
+    b"proxy-connection": _DROP,
+    b"te": _DROP,
+    b"trailer": _DROP,
+    b"upgrade": _DROP,
+    # The proxy sets its own request id on the way back.
+    b"x-request-id": _DROP,
+    b"via": _VIA,
+}
+_CONNECTION_KEEP = frozenset((b"close", b"keep-alive"))
+
+
+class ResponseHandler(Protocol):
+    """What the parser reports to; the proxy's upstream connection implements it."""
+
+    def on_response_head(self, head: ResponseHead) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_end(self) -> None: ...
+
+
+class ResponseParser:
+    """Parses the responses on one upstream connection.
+
+    Set :attr:`head_request` before the response to a HEAD request arrives. :meth:`feed` raises
+    :class:`~pulsegate.errors.UpstreamError` (502) on a malformed response.
+    """
+
+    __slots__ = ("_handler", "_headers", "_in_head", "_p", "_skip_body", "_until_eof", "head_request")
+
+    def __init__(self, handler: ResponseHandler) -> None:
+        self._handler = handler
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = True
+        self._skip_body = False
+        self._until_eof = False
+        self.head_request = False
+        self._p = httptools.HttpResponseParser(self._callbacks())
+
+    def _callbacks(self) -> _Callbacks:
+        return _Callbacks(self, self._handler)
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data`` and report to the handler."""
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if exc.__context__ is not None:
+                raise exc.__context__ from None
+            raise
+        except httptools.HttpParserError as exc:
+            raise UpstreamError(f"malformed response: {exc}", status=502) from None
+        if self._skip_body:
+            # llhttp would wait for the body a HEAD response announces; start afresh instead.
+            self._skip_body = False
+            self._p = httptools.HttpResponseParser(self._callbacks())
+
+    def feed_eof(self) -> bool:
+        """The upstream closed. True if that ended a close-delimited body (reported as its end).
+
+        httptools has no ``finish()``, so the one framing that ends at EOF is tracked here.
+        """
+        if not self._until_eof:
+            return False
+        self._until_eof = False
+        self._handler.on_response_end()
+        return True
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:  # trailer fields of a chunked body are dropped
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        status = p.get_status_code()
+        headers = self._headers
+        self._headers = []
+        head = ResponseHead(status, [])
+        head.keep_alive = p.should_keep_alive()
+        kept = head.headers
+        drop_named: list[bytes] | None = None
+        special = _SPECIAL
+        for name, value in headers:
+            kind = special.get(name.lower(), _KEEP)
+            if kind == _KEEP:
+                kept.append((name, value))
+            elif kind == _CL:
+                head.content_length = int(value)
+            elif kind == _TE:
+                if head.chunked or value.strip().lower() != b"chunked":
+                    # We re-frame bodies; another coding (gzip, ...) would be silently lost.
+                    raise UpstreamError("unsupported Transfer-Encoding in response", status=502)
+                head.chunked = True
+            elif kind == _CONN:
+                for token in split_tokens(value):
+                    if token not in _CONNECTION_KEEP:
+                        drop_named = drop_named or []
+                        drop_named.append(token)
+            elif kind == _VIA:
+                head.via = value if head.via is None else head.via + b", " + value
+        if drop_named:
+            named = frozenset(drop_named)
+            head.headers = [h for h in kept if h[0].lower() not in named]
+        if status >= 200:
+            self._in_head = False
+            self._until_eof = (
+                head.content_length is None
+                and not head.chunked
+                and status not in (204, 304)
+                and not self.head_request
+            )
+        self._handler.on_response_head(head)
+        if self.head_request and status >= 200:
+            self._skip_body = True
+            self.head_request = False
+            self._in_head = True
+            self._handler.on_response_end()
+
+    def on_message_complete(self) -> None:
+        if self._skip_body:
+            return  # already ended at the head
+        self._in_head = True
+        self._until_eof = False
+        if self._p.get_status_code() >= 200:
+            self._handler.on_response_end()
+
+
+class _Callbacks:
+    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_complete")
+
+    def __init__(self, parser: ResponseParser, handler: ResponseHandler) -> None:
+        self.on_header = parser.on_header
+        self.on_headers_complete = parser.on_headers_complete
+        self.on_message_complete = parser.on_message_complete
+        self.on_body = handler.on_response_body

@@ -1,0 +1,531 @@
+"""The downstream side: one ``asyncio.Protocol`` per client connection.
+
+It feeds the sans-IO :class:`~pulsegate.http.request.RequestParser`, routes each request, takes an
+upstream connection, and relays both bodies with back-pressure. Pipelined requests queue behind the
+active one and are answered strictly in order.
+
+Flow control, both ways, without buffering whole bodies:
+- client -> upstream: if the upstream socket's write buffer fills, stop reading the client.
+- upstream -> client: if the client's write buffer fills, stop reading the upstream.
+Per-connection memory therefore stays near the transports' high-water marks plus one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
+from pulsegate.http.head import RequestHead, ResponseHead
+from pulsegate.http.request import RequestParser
+from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, error_response, status_line
+from pulsegate.proxy.exchange import Exchange, host_key
+
+if TYPE_CHECKING:
+    from pulsegate.proxy.server import Server
+    from pulsegate.proxy.upstream import UpstreamConnection
+
+# Connection phases, for the sweeper's timeout decision.
+IDLE, HEAD, ACTIVE = 0, 1, 2
+# Reasons to stop reading from the client; reading resumes when none is left.
+BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE = 1, 2, 4
+
+# Framing of the response body towards the client.
+BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+_VIA = b"1.1 pulsegate"
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection and the exchanges it carries."""
+
+    __slots__ = (
+        "blocked",
+        "client_ip",
+        "closing",
+        "deadline",
+        "ex",
+        "loop_time",
+        "parser",
+        "parsing",
+        "phase",
+        "queue",
+        "read_timeout",
+        "server",
+        "transport",
+        "wbuf",
+        "write_paused",
+    )
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop_time = server.loop.time
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        lim = server.runtime.limits
+        self.parser = RequestParser(
+            self, max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes
+        )
+        self.client_ip = b""
+        #: The exchange being answered (its response is what the client receives next).
+        self.ex: Exchange | None = None
+        #: The exchange whose request is being read (the active one, or the last queued).
+        self.parsing: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        #: Bytes for the client, gathered during one upstream read and written with one writev.
+        self.wbuf: list[bytes] = []
+        self.phase = IDLE
+        self.deadline = 0.0
+        self.read_timeout = 30.0
+        self.blocked = 0
+        self.write_paused = False
+        self.closing = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+        # A fresh connection must send its first head within header_timeout.
+        self.deadline = self.loop_time() + self.server.runtime.limits.header_timeout
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.forget(self)
+        ex = self.ex
+        if ex is not None:
+            self.ex = None
+            ex.aborted = True
+            conn = ex.upstream
+            if conn is not None:
+                # The response cannot be delivered; the upstream connection is mid-message.
+                ex.upstream = None
+                conn.client = None
+                self._end_target(ex)
+                conn.close()
+        self.queue.clear()
+        self.parsing = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.phase == IDLE:
+            self.phase = HEAD
+            self.deadline = self.loop_time() + self.server.runtime.limits.header_timeout
+        try:
+            self.parser.feed(data)
+        except DownstreamError as exc:
+            self._reject(exc)
+            return
+        if self.wbuf:
+            self.flush()
+
+    def eof_received(self) -> bool | None:
+        # Half-close from the client: finish answering what it sent, then close (RFC 9112 §9.6).
+        if self.ex is None:
+            return None
+        self.closing = True
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex = self.ex
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.ex
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.resume_reading()
+        if self.phase == ACTIVE:
+            # A slow reader is making progress: that is not an upstream timeout.
+            self.deadline = self.loop_time() + self.read_timeout
+
+    # -- RequestHandler (called by the parser) -------------------------------------------------
+
+    def on_head(self, head: RequestHead) -> None:
+        ex = Exchange(head, self.server.next_request_id() if head.request_id is None else head.request_id)
+        self.parsing = ex
+        if self.ex is None:
+            self.ex = ex
+            self._start(ex)
+        else:
+            self.queue.append(ex)
+            if len(self.queue) >= self.server.runtime.limits.max_pipelined:
+                self._block(BLOCK_PIPELINE)
+
+    def on_body(self, data: bytes) -> None:
+        ex = self.parsing
+        if ex is None or ex.discard:
+            return
+        if ex.head.chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        conn = ex.upstream
+        if ex.head_sent and conn is not None:
+            assert conn.transport is not None
+            conn.transport.write(data)
+            return
+        ex.body.append(data)
+        ex.buffered += len(data)
+        if ex.buffered > self.server.runtime.limits.request_buffer:
+            if ex is self.ex and conn is not None:
+                self._send(ex)
+            else:
+                self._block(BLOCK_BUFFER)
+
+    def on_end(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        if ex is None:
+            return
+        ex.req_done = True
+        if ex.discard:
+            if ex.resp_done:
+                self._advance(ex)
+            return
+        if ex.head.chunked:
+            if ex.head_sent and ex.upstream is not None:
+                assert ex.upstream.transport is not None
+                ex.upstream.transport.write(LAST_CHUNK)
+            else:
+                ex.body.append(LAST_CHUNK)
+        if ex is self.ex and not ex.head_sent:
+            self._send(ex)
+
+    # -- starting an exchange ------------------------------------------------------------------
+
+    def _start(self, ex: Exchange) -> None:
+        server = self.server
+        rt = server.runtime
+        head = ex.head
+        self.phase = ACTIVE
+        m = rt.table.match(head.method, host_key(head.host), head.path, head.headers)
+        if m is None:
+            self._respond_local(ex, 404, "no route matches this request")
+            return
+        route = m.payload
+        up = route.upstream
+        ex.route = route
+        key = up.hash_key(self.client_ip, head.path, head.headers) if up.hash_key is not None else None
+        target = up.balancer.pick(key)
+        if target is None:
+            self._respond_local(ex, 503, f"no available target in upstream '{up.name}'")
+            return
+        pool = up.pools[target]
+        ex.pool = pool
+        ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
+        now = self.loop_time()
+        ex.started = now
+        self.read_timeout = up.read_timeout
+        self.deadline = now + up.read_timeout
+        target.inflight += 1
+        if head.expect_continue:
+            # We read the body only once the upstream side is settled; tell the client to send it.
+            self.wbuf.append(CONTINUE_100)
+        conn = pool.take()
+        if conn is not None:
+            self._attach(ex, conn)
+        else:
+            pool.acquire(lambda c, e: self._connected(ex, c, e), now)
+
+    def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
+        if ex.aborted or ex is not self.ex:
+            # The client went away (or the exchange was answered) while we were connecting.
+            if conn is not None:
+                ex.pool.release(conn, self.loop_time())  # type: ignore[union-attr]
+            return
+        if conn is None:
+            assert err is not None
+            self._end_target(ex)
+            self._respond_error(ex, err)
+            return
+        self._attach(ex, conn)
+        self.flush()
+
+    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        ex.upstream = conn
+        conn.client = self
+        conn.uses += 1
+        conn.parser.head_request = ex.head.method == b"HEAD"
+        if self.write_paused:
+            conn.pause_reading()
+        else:
+            conn.resume_reading()
+        if ex.req_done or ex.buffered > self.server.runtime.limits.request_buffer:
+            self._send(ex)
+
+    def _send(self, ex: Exchange) -> None:
+        """Write the head and buffered body upstream. Small bodies wait until complete, so a request
+        that turns out malformed mid-body never reaches the upstream whole."""
+        conn = ex.upstream
+        if conn is None or ex.head_sent:
+            return
+        assert conn.transport is not None
+        ex.head_sent = True
+        body = ex.body
+        if body:
+            conn.transport.writelines([ex.head_bytes, *body])
+            # Keep a complete small request for one retry on a stale pooled connection.
+            ex.body = body if ex.req_done else []
+        else:
+            conn.transport.write(ex.head_bytes)
+        self._unblock(BLOCK_BUFFER)
+
+    # -- response (called by the upstream connection) ------------------------------------------
+
+    def on_response_head(self, head: ResponseHead) -> None:
+        ex = self.ex
+        assert ex is not None
+        status = head.status
+        req = ex.head
+        if status < 200:
+            if status == 101:
+                # We strip Upgrade, so a switch we never asked for is a protocol error.
+                raise UpstreamError("unexpected 101 Switching Protocols", status=502)
+            if status != 100 and req.version == 1:
+                self.wbuf.append(
+                    status_line(status) + b"".join(b"%s: %s\r\n" % h for h in head.headers) + CRLF
+                )
+            return
+        ex.resp_started = True
+        keep = req.keep_alive and not self.closing and not self.server.draining
+        parts = [status_line(status)]
+        for name, value in head.headers:
+            parts += (name, b": ", value, CRLF)
+        if req.method == b"HEAD" or status in (204, 304):
+            framing = BODY_NONE
+            if head.content_length is not None and status != 204:
+                parts.append(b"Content-Length: %d\r\n" % head.content_length)
+        elif head.content_length is not None:
+            framing = BODY_LENGTH
+            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+        elif req.version == 1:
+            framing = BODY_CHUNKED
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            framing = BODY_CLOSE  # an HTTP/1.0 client knows no chunked: the close ends the body
+            keep = False
+        ex.framing = framing
+        ex.client_keep = keep
+        ex.upstream_keep = head.keep_alive
+        parts += (
+            b"Via: ",
+            _VIA if head.via is None else head.via + b", " + _VIA,
+            b"\r\nX-Request-Id: ",
+            ex.request_id,
+            CRLF,
+        )
+        if not keep:
+            parts.append(b"Connection: close\r\n")
+        elif req.version == 0:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(CRLF)
+        self.wbuf.append(b"".join(parts))
+
+    def on_response_body(self, data: bytes) -> None:
+        ex = self.ex
+        assert ex is not None
+        if ex.framing == BODY_CHUNKED:
+            self.wbuf.append(b"%x\r\n%s\r\n" % (len(data), data))
+        elif ex.framing != BODY_NONE:
+            self.wbuf.append(data)
+
+    def on_response_end(self) -> None:
+        ex = self.ex
+        assert ex is not None
+        if ex.framing == BODY_CHUNKED:
+            self.wbuf.append(LAST_CHUNK)
+        conn = ex.upstream
+        assert conn is not None
+        ex.upstream = None
+        conn.client = None
+        now = self.loop_time()
+        self._end_target(ex, now)
+        assert ex.pool is not None
+        if ex.upstream_keep and ex.req_done and ex.head_sent:
+            ex.pool.release(conn, now)
+        else:
+            conn.close()  # the upstream still expects request bytes, or asked to close
+        ex.resp_done = True
+        if not ex.req_done:
+            # Answered before the client finished sending: read and drop the rest.
+            ex.discard = True
+            return
+        self._advance(ex)
+
+    def _end_target(self, ex: Exchange, now: float | None = None) -> None:
+        if ex.pool is not None and ex.started:
+            t = ex.pool.target
+            t.inflight -= 1
+            if now is not None:
+                t.observe_latency((now - ex.started) * 1e6)
+            ex.started = 0.0
+
+    def upstream_failed(self, conn: UpstreamConnection, err: GatewayError) -> None:
+        """The upstream sent something unparsable: answer 502 (or cut the response) and drop it."""
+        ex = self.ex
+        if ex is None or ex.upstream is not conn:
+            conn.close()
+            return
+        ex.upstream = None
+        conn.client = None
+        conn.close()
+        self._end_target(ex)
+        self._respond_error(ex, err)
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        """The upstream connection closed while serving our exchange."""
+        ex = self.ex
+        if ex is None or ex.upstream is not conn:
+            return
+        ex.upstream = None
+        self._end_target(ex)
+        if (
+            not ex.resp_started
+            and conn.uses > 1
+            and not ex.retried
+            and ex.req_done
+            and ex.head.method in _IDEMPOTENT
+            and ex.pool is not None
+        ):
+            # A pooled connection the upstream had already closed: nothing was processed. Retry
+            # once on a fresh connection (what Go's Transport and nginx do for idempotent requests).
+            ex.retried = True
+            ex.head_sent = False
+            ex.started = self.loop_time()
+            ex.pool.target.inflight += 1
+            ex.pool.acquire(lambda c, e: self._connected(ex, c, e), ex.started)
+            return
+        reason = "upstream closed the connection" if exc is None else f"upstream connection failed: {exc}"
+        self._respond_error(ex, UpstreamError(reason, status=502))
+
+    def upstream_paused(self) -> None:
+        self._block(BLOCK_UPSTREAM)
+
+    def upstream_resumed(self) -> None:
+        self._unblock(BLOCK_UPSTREAM)
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def _respond_error(self, ex: Exchange, err: GatewayError) -> None:
+        if ex.resp_started:
+            # Part of the response is out; the only honest signal left is closing early.
+            self.flush()
+            self.transport.close()
+            return
+        self._respond_local(ex, err.status, err.reason)
+        self.flush()
+
+    def _respond_local(self, ex: Exchange, status: int, detail: str) -> None:
+        """Answer with the gateway's own response; the request body (if any) is read and dropped."""
+        keep = ex.head.keep_alive and not self.closing and not self.server.draining
+        self.wbuf.append(error_response(status, detail, ex.request_id, close=not keep))
+        ex.resp_started = ex.resp_done = True
+        ex.client_keep = keep
+        ex.body = []
+        if ex.req_done:
+            self._advance(ex)
+        else:
+            ex.discard = True
+            self._unblock(BLOCK_BUFFER)
+
+    def _advance(self, ex: Exchange) -> None:
+        """The exchange is complete on both sides: move on to the next request, or close."""
+        self.ex = None
+        if not ex.client_keep:
+            self.flush()
+            self.transport.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self._unblock(BLOCK_PIPELINE)
+            self.ex = nxt
+            self._start(nxt)
+            return
+        if self.closing:
+            self.flush()
+            self.transport.close()
+            return
+        lim = self.server.runtime.limits
+        if self.parser.in_head:
+            self.phase = HEAD
+            self.deadline = self.loop_time() + lim.header_timeout
+        else:
+            self.phase = IDLE
+            self.deadline = self.loop_time() + lim.keepalive_timeout
+
+    def flush(self) -> None:
+        wbuf = self.wbuf
+        if wbuf:
+            self.wbuf = []
+            if len(wbuf) == 1:
+                self.transport.write(wbuf[0])
+            else:
+                self.transport.writelines(wbuf)
+
+    def _reject(self, exc: DownstreamError) -> None:
+        """Refuse a malformed request: the status, ``Connection: close``, and no upstream traffic."""
+        ex = self.parsing if self.parsing is not None and not self.parsing.resp_started else None
+        if ex is not None and ex.upstream is not None:
+            # A streamed body went bad: cut the upstream so it never sees a complete request.
+            conn = ex.upstream
+            ex.upstream = None
+            conn.client = None
+            self._end_target(ex)
+            conn.close()
+        if self.ex is None or ex is self.ex:
+            rid = ex.request_id if ex is not None else self.server.next_request_id()
+            self.wbuf.append(error_response(exc.status, exc.reason, rid, close=True))
+        self.flush()
+        self.closing = True
+        self.ex = None
+        self.parsing = None
+        self.queue.clear()
+        self.transport.close()
+
+    def on_timeout(self, now: float) -> None:
+        """Called by the sweeper when ``deadline`` passed."""
+        if self.phase == IDLE:
+            self.transport.close()  # keep-alive expired: close quietly, as nginx does
+        elif self.phase == HEAD:
+            self._reject(DownstreamError("request header timeout", status=408))
+        else:
+            ex = self.ex
+            if ex is not None and not ex.head_sent and not ex.req_done and not ex.discard:
+                # Still waiting for the client's (small, buffered) body: the client is the slow one.
+                self._reject(DownstreamError("request body timeout", status=408))
+            elif ex is not None and ex.upstream is not None:
+                conn = ex.upstream
+                ex.upstream = None
+                conn.client = None
+                conn.close()
+                self._end_target(ex)
+                self._respond_error(ex, UpstreamError("upstream read timed out", status=504))
+            elif ex is None or ex.discard:
+                self.transport.close()
+            else:
+                self.deadline = now + self.read_timeout  # still connecting: the pool bounds that
+
+    def close_if_idle(self) -> bool:
+        """For shutdown: close now if no exchange is in progress; True if closed."""
+        if self.ex is None and not self.parser.in_head:
+            self.transport.close()
+            return True
+        self.closing = True
+        return False
+
+    # -- reading flow control -------------------------------------------------------------------
+
+    def _block(self, reason: int) -> None:
+        if not self.blocked:
+            self.transport.pause_reading()
+        self.blocked |= reason
+
+    def _unblock(self, reason: int) -> None:
+        if self.blocked & reason:
+            self.blocked &= ~reason
+            if not self.blocked and not self.transport.is_closing():
+                self.transport.resume_reading()

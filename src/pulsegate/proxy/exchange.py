@@ -1,0 +1,125 @@
+"""Per-request state of one proxied exchange, and the request head sent upstream.
+
+Example:
+    >>> host_key(b"API.Example.com:8080")
+    b'api.example.com'
+    >>> host_key(b"[::1]:80")
+    b'[::1]'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pulsegate.http.head import RequestHead
+from pulsegate.http.writer import CRLF
+
+if TYPE_CHECKING:
+    from pulsegate.proxy.pool import TargetPool
+    from pulsegate.proxy.runtime import RouteRuntime
+    from pulsegate.proxy.upstream import UpstreamConnection
+
+_VIA = b"1.1 pulsegate"
+
+
+def host_key(host: bytes) -> bytes:
+    """The routing form of a Host value: lower-case, without port or trailing dot."""
+    if not host:
+        return b""
+    if host[:1] == b"[":  # IPv6 literal: the port follows the bracket
+        return host[: host.find(b"]") + 1].lower()
+    colon = host.rfind(b":")
+    if colon >= 0:
+        host = host[:colon]
+    if host[-1:] == b".":
+        host = host[:-1]
+    return host.lower()
+
+
+class Exchange:
+    """One request/response pair on a client connection."""
+
+    __slots__ = (
+        "aborted",
+        "body",
+        "buffered",
+        "client_keep",
+        "discard",
+        "framing",
+        "head",
+        "head_bytes",
+        "head_sent",
+        "pool",
+        "req_done",
+        "request_id",
+        "resp_done",
+        "resp_started",
+        "retried",
+        "route",
+        "started",
+        "upstream",
+        "upstream_keep",
+    )
+
+    def __init__(self, head: RequestHead, request_id: bytes) -> None:
+        self.head = head
+        self.request_id = request_id
+        self.route: RouteRuntime | None = None
+        self.pool: TargetPool | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.head_bytes = b""
+        #: Request body pieces (already framed for the upstream) not yet written.
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.head_sent = False
+        self.req_done = False
+        self.resp_started = False
+        self.resp_done = False
+        #: Answered already: drop the rest of the request body.
+        self.discard = False
+        self.aborted = False
+        self.retried = False
+        self.framing = 0
+        self.client_keep = True
+        self.upstream_keep = False
+        #: loop time when the upstream request started; 0.0 when not counted in target.inflight.
+        self.started = 0.0
+
+    def build_request_head(self, route: RouteRuntime, target_host: bytes, client_ip: bytes) -> bytes:
+        """The request line and headers for the upstream: end-to-end headers as received, our
+        framing, and the forwarding headers (``X-Forwarded-*``, ``Via``, ``X-Request-Id``)."""
+        head = self.head
+        target = head.target
+        strip = route.strip
+        if strip is not None and head.path.startswith(strip):
+            target = target[len(strip) :]
+            if target[:1] != b"/":
+                target = b"/" + target
+        host = head.host if route.preserve_host and head.host else target_host
+        parts = [head.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, CRLF]
+        for name, value in head.headers:
+            parts += (name, b": ", value, CRLF)
+        if head.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif head.content_length is not None:
+            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+        fwd = head.forwarded_for
+        parts += (
+            b"X-Forwarded-For: ",
+            client_ip if fwd is None else fwd + b", " + client_ip,
+            b"\r\nX-Forwarded-Proto: http\r\n",
+        )
+        if head.host:
+            parts += (b"X-Forwarded-Host: ", head.host, CRLF)
+        parts += (
+            b"Via: ",
+            _VIA if head.via is None else head.via + b", " + _VIA,
+            b"\r\nX-Request-Id: ",
+            self.request_id,
+            b"\r\n\r\n",
+        )
+        return b"".join(parts)
+
+    def __repr__(self) -> str:
+        h = self.head
+        return f"<Exchange {h.method.decode()} {h.target!r} id={self.request_id.decode()}>"

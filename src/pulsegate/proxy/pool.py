@@ -1,0 +1,169 @@
+"""Keep-alive connection pool for one upstream target.
+
+Idle connections are kept LIFO: the most recently used one is the warmest (its TCP window open,
+least likely to have been closed by the upstream's own idle timer). ``max_connections`` bounds
+idle + busy + connecting; requests beyond it wait (bounded by the connect timeout) for a release.
+
+Example (the pool's state shows in its repr, as httpcore's does):
+    >>> from pulsegate.balancing.target import Target
+    >>> TargetPool(Target("127.0.0.1:9001"), max_idle=4, max_connections=8, idle_timeout=60.0,
+    ...            connect_timeout=2.0)
+    <TargetPool 127.0.0.1:9001 busy=0 idle=0 waiting=0 max=8>
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pulsegate.balancing.target import Target
+from pulsegate.errors import GatewayError, UpstreamError
+
+if TYPE_CHECKING:
+    from pulsegate.proxy.upstream import UpstreamConnection
+
+# Where a connection is, for the counts: handed out (or opening), idle in the pool, or gone.
+BUSY, IDLE, GONE = 0, 1, 2
+
+#: Called with a connection, or with the error that prevented one.
+OnReady = Callable[["UpstreamConnection | None", "GatewayError | None"], None]
+
+
+class TargetPool:
+    """Connections to one target: take an idle one, open a new one, or wait for a release."""
+
+    __slots__ = (
+        "busy",
+        "closed",
+        "connect_timeout",
+        "host_header",
+        "idle",
+        "idle_timeout",
+        "max_connections",
+        "max_idle",
+        "target",
+        "waiters",
+    )
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        max_idle: int,
+        max_connections: int,
+        idle_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self.target = target
+        self.max_idle = max_idle
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        #: Host header sent when a route does not preserve the client's.
+        self.host_header = target.address.encode()
+        self.idle: deque[UpstreamConnection] = deque()
+        #: Connections handed out or being opened.
+        self.busy = 0
+        self.waiters: deque[tuple[float, OnReady]] = deque()
+        self.closed = False
+
+    def take(self) -> UpstreamConnection | None:
+        """An idle connection, or None. The hot path: no allocation, no await."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                conn.state = BUSY
+                self.busy += 1
+                return conn
+            conn.state = GONE  # closing already; its connection_lost will find nothing to undo
+        return None
+
+    def acquire(self, on_ready: OnReady, now: float) -> None:
+        """Open a connection or queue for one; ``on_ready`` is called exactly once, later."""
+        if self.closed:
+            on_ready(None, UpstreamError("upstream pool closed", status=503, retryable=True))
+        elif self.busy + len(self.idle) < self.max_connections:
+            self.busy += 1
+            asyncio.get_running_loop().create_task(self._connect(on_ready))
+        else:
+            self.waiters.append((now + self.connect_timeout, on_ready))
+
+    async def _connect(self, on_ready: OnReady) -> None:
+        from pulsegate.proxy.upstream import UpstreamConnection
+
+        t = self.target
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port)
+        except TimeoutError:
+            self.busy -= 1
+            on_ready(None, UpstreamError(f"connect to {t.address} timed out", status=504, retryable=True))
+            return
+        except OSError as exc:
+            self.busy -= 1
+            reason = exc.strerror or type(exc).__name__
+            on_ready(None, UpstreamError(f"connect to {t.address} failed: {reason}", retryable=True))
+            return
+        conn.state = BUSY
+        on_ready(conn, None)
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Give back a connection whose exchange ended cleanly; it is reused or closed."""
+        if self.waiters and not self.closed:
+            _, on_ready = self.waiters.popleft()
+            on_ready(conn, None)  # stays busy: handed straight to the next request
+            return
+        self.busy -= 1
+        if len(self.idle) < self.max_idle and not self.closed:
+            conn.state = IDLE
+            conn.idle_since = now
+            self.idle.append(conn)
+        else:
+            conn.state = GONE
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: drop it from the counts wherever it was."""
+        state = conn.state
+        conn.state = GONE
+        if state == IDLE:
+            self.idle.remove(conn)
+        elif state == BUSY:
+            self.busy -= 1
+            if self.waiters and self.busy + len(self.idle) < self.max_connections:
+                # capacity freed: let the oldest waiter open a connection
+                _, on_ready = self.waiters.popleft()
+                self.acquire(on_ready, 0.0)
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections past ``idle_timeout`` and fail waiters past their deadline."""
+        idle = self.idle
+        # LIFO: the oldest idle connections are at the bottom of the stack.
+        while idle and idle[0].idle_since + self.idle_timeout <= now:
+            conn = idle.popleft()
+            conn.state = GONE
+            conn.close()
+        while self.waiters and self.waiters[0][0] <= now:
+            _, on_ready = self.waiters.popleft()
+            on_ready(None, UpstreamError("no upstream connection available", status=503, retryable=True))
+
+    def close(self) -> None:
+        """Close idle connections and refuse new ones (busy ones close when released)."""
+        self.closed = True
+        while self.idle:
+            conn = self.idle.pop()
+            conn.state = GONE
+            conn.close()
+        while self.waiters:
+            _, on_ready = self.waiters.popleft()
+            on_ready(None, UpstreamError("upstream pool closed", status=503, retryable=True))
+
+    def __repr__(self) -> str:
+        return (
+            f"<TargetPool {self.target.address} busy={self.busy} idle={len(self.idle)} "
+            f"waiting={len(self.waiters)} max={self.max_connections}>"
+        )

@@ -1,0 +1,135 @@
+"""The data-plane server of one process: listeners, client connections, the timeout sweeper,
+graceful shutdown and runtime (config) swaps.
+
+Example:
+    >>> import asyncio
+    >>> from pulsegate.config import load_config_text
+    >>> async def main():
+    ...     server = Server(load_config_text("listen: '127.0.0.1:0'"))
+    ...     addrs = await server.start()
+    ...     await server.stop(timeout=1.0)
+    ...     return addrs[0][0]
+    >>> asyncio.run(main())
+    '127.0.0.1'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Sequence
+
+from pulsegate.balancing.target import split_address
+from pulsegate.config import GatewayConfig
+from pulsegate.proxy.client import ClientConnection
+from pulsegate.proxy.runtime import Runtime
+
+# Timers are swept, not scheduled per request: a loop.call_later per request and per keep-alive
+# costs about a microsecond each; one pass over the connections a few times a second costs far less.
+MIN_TICK, MAX_TICK = 0.01, 0.5
+
+
+class Server:
+    """Serves one config generation at a time on the configured listen addresses."""
+
+    def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
+        self.runtime = Runtime.build(config)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        self.reuse_port = reuse_port
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._retired: list[Runtime] = []
+        self._rid_prefix = os.urandom(6).hex().encode()
+        self._rid_counter = 0
+        self._all_closed = asyncio.Event()
+
+    def forget(self, conn: ClientConnection) -> None:
+        """A client connection closed."""
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self._all_closed.set()
+
+    def next_request_id(self) -> bytes:
+        """A process-unique request id: a random per-process prefix and a counter (no syscall)."""
+        self._rid_counter += 1
+        return b"%s-%x" % (self._rid_prefix, self._rid_counter)
+
+    async def start(self) -> list[tuple[str, int]]:
+        """Bind every listen address; returns the bound (host, port) pairs (port 0 = ephemeral)."""
+        self.loop = asyncio.get_running_loop()
+        bound: list[tuple[str, int]] = []
+        for address in self.runtime.config.listen:
+            host, port = split_address(address, allow_port_zero=True)
+            srv = await self.loop.create_server(
+                lambda: ClientConnection(self),
+                host,
+                port,
+                reuse_port=self.reuse_port or None,
+                backlog=4096,
+            )
+            self._servers.append(srv)
+            for sock in srv.sockets:
+                name = sock.getsockname()
+                bound.append((str(name[0]), int(name[1])))
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sweeper = self.loop.create_task(self._sweep_forever())
+        return bound
+
+    def apply(self, config: GatewayConfig) -> None:
+        """Swap in a new config generation; requests already started finish on the old one."""
+        old = self.runtime
+        self.runtime = Runtime.build(config)
+        self._retired.append(old)
+
+    def tick(self) -> float:
+        return max(MIN_TICK, min(MAX_TICK, self.runtime.min_timeout() / 10))
+
+    def sweep(self, now: float) -> None:
+        """Fire every expired deadline (connections, pools). Deterministic given ``now``."""
+        for conn in [c for c in self.connections if c.deadline <= now]:
+            conn.on_timeout(now)
+        for up in self.runtime.upstreams.values():
+            for pool in up.pools.values():
+                pool.sweep(now)
+        if self._retired:
+            # Old generations' pools close once no exchange can still hand a connection back.
+            for old in self._retired:
+                old.close()
+            self._retired.clear()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick())
+            self.sweep(self.loop.time())
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight exchanges finish for up to ``timeout`` s, then close all."""
+        self.draining = True
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        if self.connections:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._all_closed.wait()
+            except TimeoutError:
+                pass
+        for conn in list(self.connections):
+            conn.transport.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.runtime.close()
+        for old in self._retired:
+            old.close()
+        for srv in self._servers:
+            await srv.wait_closed()
+
+
+def bound_urls(addresses: Sequence[tuple[str, int]]) -> list[str]:
+    """``http://host:port`` for each bound address (IPv6 in brackets)."""
+    return [f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in addresses]

@@ -1,0 +1,123 @@
+"""One keep-alive connection to an upstream target: an ``asyncio.Protocol`` around the sans-IO
+:class:`~pulsegate.http.response.ResponseParser`, reporting to the client connection it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from pulsegate.errors import UpstreamError
+from pulsegate.http.head import ResponseHead
+from pulsegate.http.response import ResponseParser
+
+if TYPE_CHECKING:
+    from pulsegate.proxy.client import ClientConnection
+    from pulsegate.proxy.pool import TargetPool
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A pooled upstream connection; ``client`` is set while it serves an exchange."""
+
+    __slots__ = (
+        "client",
+        "closed",
+        "idle_since",
+        "parser",
+        "pool",
+        "reading_paused",
+        "state",
+        "transport",
+        "uses",
+    )
+
+    def __init__(self, pool: TargetPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser(self)
+        self.client: ClientConnection | None = None
+        self.idle_since = 0.0
+        #: Exchanges started on this connection; > 1 means it came from the pool (may be stale).
+        self.uses = 0
+        self.closed = False
+        self.reading_paused = False
+        #: Pool bookkeeping (pool.BUSY / IDLE / GONE).
+        self.state = 0
+
+    def usable(self) -> bool:
+        t = self.transport
+        return not self.closed and t is not None and not t.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        client = self.client
+        self.client = None
+        self.pool.forget(self)
+        if client is not None:
+            client.upstream_lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            # Bytes on an idle connection answer nothing we sent: the stream is out of sync.
+            self.close()
+            return
+        client.deadline = client.loop_time() + client.read_timeout
+        try:
+            self.parser.feed(data)
+        except UpstreamError as exc:
+            client.upstream_failed(self, exc)
+            return
+        client.flush()
+
+    def eof_received(self) -> bool | None:
+        client = self.client
+        if client is not None and self.parser.feed_eof():
+            client.flush()
+        return None  # close the transport
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_paused()
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_resumed()
+
+    # -- ResponseHandler (called by the parser) ------------------------------------------------
+
+    def on_response_head(self, head: ResponseHead) -> None:
+        assert self.client is not None
+        self.client.on_response_head(head)
+
+    def on_response_body(self, data: bytes) -> None:
+        assert self.client is not None
+        self.client.on_response_body(data)
+
+    def on_response_end(self) -> None:
+        assert self.client is not None
+        self.client.on_response_end()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("busy" if self.client is not None else "idle")
+        return f"<UpstreamConnection {self.pool.target.address} {state} uses={self.uses}>"
