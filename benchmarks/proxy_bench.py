@@ -18,6 +18,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import shlex
 import shutil
@@ -57,9 +58,13 @@ class RunResult:
     cpu_s: float
     cpu_us_per_req: float
     upstream_cpu_us_per_req: float
+    upstream_conns_opened: int  # new connections the origin accepted during the run
+    upstream_requests: int  # requests the origin answered during the run
     wrk_cpu_us_per_req: float
-    proxy_core_busy_pct: float
-    load_core_busy_pct: float
+    proxy_cpu_pct: float  # the proxy's own CPU time, percent of one core
+    load_cpu_pct: float  # wrk + origin CPU time, percent of one core
+    proxy_core_busy_pct: float  # everything that ran on the proxy's core
+    load_core_busy_pct: float  # everything that ran on the load core
     other_cpu_pct: float  # percent of one core used by processes outside the rig
     steal_pct: float  # percent of one core taken by the hypervisor
 
@@ -74,9 +79,10 @@ class Summary:
     p50_ms: float
     p99_ms: float
     cpu_us_per_req: float
-    proxy_core_busy_pct: float
-    load_core_busy_pct: float
+    proxy_cpu_pct: float
+    load_cpu_pct: float
     other_cpu_pct: float
+    upstream_conns_opened: int
     errors: int
     rps_min: float
     rps_max: float
@@ -114,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxy (default first usable)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk + origin (default second usable)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=-10,
+        help="niceness for proxy, origin and wrk when root (default -10; 0 = leave as is)",
+    )
     p.add_argument("--target-ratio", type=float, default=0.60, help="pulsegate/nginx req/s target")
     p.add_argument("--check", action="store_true", help="exit 1 if a target is missed or not measured")
     p.add_argument("--json", type=Path, default=None, help="write raw runs and summary to this file")
@@ -144,7 +156,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def ensure_tools(args: argparse.Namespace) -> dict[str, str | None]:
-    """Find nginx, wrk, taskset, node, npm; install the missing ones unless --no-install."""
+    """Find nginx, wrk, taskset, node, npm; install the missing ones unless --no-install.
+
+    apt-get and npm share one --install-timeout budget so the smoke test's time stays bounded.
+    """
+    deadline = time.monotonic() + args.install_timeout
     apt_for = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"}
     missing = [tool for tool in apt_for if rig.find_tool(tool) is None]
     if missing and not args.no_install:
@@ -159,7 +175,8 @@ def ensure_tools(args: argparse.Namespace) -> dict[str, str | None]:
     modules_missing = not all(
         (peers.NODE_DIR / "node_modules" / mod / "package.json").exists() for mod in ("http-proxy", "undici")
     )
-    if wants_node and modules_missing and not args.no_install and tools["npm"]:
+    budget = deadline - time.monotonic()
+    if wants_node and modules_missing and not args.no_install and tools["npm"] and budget > 1:
         # npm ci installs exactly the committed lockfile, so every machine measures the same code.
         log(f"npm ci in {peers.NODE_DIR}")
         try:
@@ -168,13 +185,13 @@ def ensure_tools(args: argparse.Namespace) -> dict[str, str | None]:
                 cwd=peers.NODE_DIR,
                 capture_output=True,
                 text=True,
-                timeout=args.install_timeout,
+                timeout=budget,
                 check=False,
             )
             if proc.returncode != 0:
                 log(f"npm ci failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
         except subprocess.TimeoutExpired:
-            log(f"npm ci timed out after {args.install_timeout:.0f} s")
+            log(f"npm ci timed out after {budget:.0f} s")
     return tools
 
 
@@ -193,6 +210,29 @@ def build_peers(args: argparse.Namespace, tools: dict[str, str | None]) -> list[
         elif name == "node-undici":
             out.append(peers.node_peer(name, "undici_proxy.js", tools["node"], "undici"))
     return out
+
+
+def git_revision() -> str:
+    """Commit of the tree being measured (read-only git calls), '-dirty' with local changes."""
+    root = peers.BENCH_DIR.parent
+    # --no-optional-locks: status must not refresh .git/index while the lead may be committing.
+    git = ["git", "--no-optional-locks", "-C", str(root)]
+    try:
+        rev = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if rev.returncode != 0:
+        return "unknown"
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def tool_versions(tools: dict[str, str | None]) -> dict[str, str]:
@@ -215,6 +255,7 @@ def tool_versions(tools: dict[str, str | None]) -> dict[str, str]:
         out["pulsegate"] = importlib.metadata.version("pulsegate")
     except importlib.metadata.PackageNotFoundError:
         out["pulsegate"] = "not installed"
+    out["git"] = git_revision()
     try:
         with open("/proc/cpuinfo") as fh:
             out["cpu"] = next(
@@ -236,7 +277,6 @@ class Rig:
     workdir: Path
     proxy_cpu: int | None
     load_cpu: int | None
-    taskset: str | None
     wrk: str
     upstream: rig.Child
     upstream_port: int
@@ -247,9 +287,7 @@ def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> Run
     assert peer.build is not None
     port = rig.free_port()
     argv = peer.build(r.workdir / f"{peer.name}-{rep}", port, r.upstream_port)
-    child = r.children.spawn(
-        f"{peer.name}-{rep}", argv, cpu=r.proxy_cpu, taskset=r.taskset, env=peer.env, cwd=r.workdir
-    )
+    child = r.children.spawn(f"{peer.name}-{rep}", argv, cpu=r.proxy_cpu, env=peer.env, cwd=r.workdir)
     try:
         why = rig.wait_http_ready(child, port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
         if why:
@@ -266,17 +304,23 @@ def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> Run
                 connections=args.connections,
                 threads=args.threads,
                 cpu=r.load_cpu,
-                taskset=r.taskset,
             )
 
-        if args.warmup:
-            # JIT warm-up (node), pool fill and page faults happen here, not in the measured run.
-            load(args.warmup)
-        cpu0 = rig.group_cpu_seconds(child.pid)
-        up0 = rig.group_cpu_seconds(r.upstream.pid)
-        cores0 = rig.core_times()
-        res = load(args.duration)
+        try:
+            if args.warmup:
+                # JIT warm-up (node), pool fill and page faults happen here, not in the measured run.
+                load(args.warmup)
+            cpu0 = rig.group_cpu_seconds(child.pid)
+            up0 = rig.group_cpu_seconds(r.upstream.pid)
+            cores0 = rig.core_times()
+            status0 = rig.nginx_status(r.upstream_port, peers.STATUS_PATH)
+            res = load(args.duration)
+        except (RuntimeError, ValueError) as exc:
+            # One misbehaving proxy (e.g. one that resets every connection) must not end the
+            # whole comparison: report it as skipped with wrk's complaint.
+            return f"load run failed: {exc}"
         cores1 = rig.core_times()
+        status1 = rig.nginx_status(r.upstream_port, peers.STATUS_PATH)
         cpu_s = rig.group_cpu_seconds(child.pid) - cpu0
         up_s = rig.group_cpu_seconds(r.upstream.pid) - up0
         if child.popen.poll() is not None:
@@ -304,7 +348,12 @@ def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> Run
         cpu_s=cpu_s,
         cpu_us_per_req=cpu_s * per_req,
         upstream_cpu_us_per_req=up_s * per_req,
+        # The second status request counts itself in both numbers.
+        upstream_conns_opened=status1[0] - status0[0] - 1,
+        upstream_requests=status1[1] - status0[1] - 1,
         wrk_cpu_us_per_req=res.cpu_s * per_req,
+        proxy_cpu_pct=100.0 * cpu_s / usage.wall_s if usage.wall_s else nan,
+        load_cpu_pct=100.0 * (up_s + res.cpu_s) / usage.wall_s if usage.wall_s else nan,
         proxy_core_busy_pct=usage.busy_pct.get(r.proxy_cpu, nan) if r.proxy_cpu is not None else nan,
         load_core_busy_pct=usage.busy_pct.get(r.load_cpu, nan) if r.load_cpu is not None else nan,
         other_cpu_pct=100.0 * other_s / usage.wall_s if usage.wall_s else nan,
@@ -335,9 +384,10 @@ def summarize(runs: list[RunResult]) -> list[Summary]:
                 p50_ms=med([r.p50_ms for r in rs]),
                 p99_ms=med([r.p99_ms for r in rs]),
                 cpu_us_per_req=med([r.cpu_us_per_req for r in rs]),
-                proxy_core_busy_pct=med([r.proxy_core_busy_pct for r in rs]),
-                load_core_busy_pct=med([r.load_core_busy_pct for r in rs]),
+                proxy_cpu_pct=med([r.proxy_cpu_pct for r in rs]),
+                load_cpu_pct=med([r.load_cpu_pct for r in rs]),
                 other_cpu_pct=med([r.other_cpu_pct for r in rs]),
+                upstream_conns_opened=round(med([float(r.upstream_conns_opened) for r in rs])),
                 errors=sum(r.errors for r in rs),
                 rps_min=min(r.rps for r in rs),
                 rps_max=max(r.rps for r in rs),
@@ -351,11 +401,11 @@ def summarize(runs: list[RunResult]) -> list[Summary]:
 
 HEADER = (
     f"{'proxy':<16} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} "
-    f"{'proxy core':>10} {'load core':>9} {'other':>6} {'vs nginx':>8} {'runs':>4}"
+    f"{'proxy cpu':>9} {'load cpu':>8} {'other':>6} {'up conns':>8} {'vs nginx':>8} {'runs':>4}"
 )
 # Above this much CPU used by strangers (percent of one core) a run is not trustworthy.
 NOISY_OTHER_PCT = 10.0
-# A load core this busy may be what limits the rate, not the proxy.
+# wrk + origin using this much of their core may be what limits the rate, not the proxy.
 LOAD_BOUND_PCT = 95.0
 
 
@@ -370,15 +420,30 @@ def format_table(summaries: list[Summary], skipped: dict[str, str]) -> str:
         flag = " !" if s.errors else ""
         lines.append(
             f"{s.peer:<16} {s.rps:>8.0f} {s.p50_ms:>7.2f} {s.p99_ms:>7.2f} {s.cpu_us_per_req:>10.1f} "
-            f"{_pct(s.proxy_core_busy_pct):>10} {_pct(s.load_core_busy_pct):>9} "
-            f"{_pct(s.other_cpu_pct):>6} {ratio:>8} {s.runs:>4}{flag}"
+            f"{_pct(s.proxy_cpu_pct):>9} {_pct(s.load_cpu_pct):>8} {_pct(s.other_cpu_pct):>6} "
+            f"{s.upstream_conns_opened:>8} {ratio:>8} {s.runs:>4}{flag}"
         )
     lines.extend(f"{name:<16} skipped: {why}" for name, why in skipped.items())
     return "\n".join(lines)
 
 
-def format_notes(summaries: list[Summary]) -> list[str]:
+def format_notes(summaries: list[Summary], runs: list[RunResult], connections: int) -> list[str]:
     notes = []
+    churn = [s for s in summaries if s.upstream_conns_opened > connections]
+    if churn:
+        notes.append(
+            "note: 'up conns' counts new upstream connections during a measured run (median); "
+            + ", ".join(f"{s.peer} opened {s.upstream_conns_opened}" for s in churn)
+            + ": upstream keep-alive is not (fully) reused"
+        )
+    # wrk does not count requests in flight when it stops, and a proxy may hold more queued than
+    # there are client connections; the check is there to catch a proxy that does not forward.
+    notes.extend(
+        f"note: {run.peer} round {run.rep + 1}: the origin answered {run.upstream_requests} "
+        f"requests while wrk completed {run.requests}"
+        for run in runs
+        if abs(run.upstream_requests - run.requests) > max(2 * connections, run.requests // 100)
+    )
     if any(s.errors for s in summaries):
         notes.append("! = wrk saw non-2xx responses or socket errors; see --json for counts")
     spread = [s for s in summaries if s.runs > 1]
@@ -390,13 +455,14 @@ def format_notes(summaries: list[Summary]) -> list[str]:
     if noisy:
         notes.append(
             f"WARNING: other processes used > {NOISY_OTHER_PCT:.0f}% of a core during {', '.join(noisy)}: "
-            "the machine was not quiet, treat these numbers as noisy"
+            "the machine was not quiet. At the rig's raised priority they mostly fill idle time, "
+            "but they delay wake-ups: p99 suffers first"
         )
-    bound = [s.peer for s in summaries if s.load_core_busy_pct > LOAD_BOUND_PCT]
+    bound = [s.peer for s in summaries if s.load_cpu_pct > LOAD_BOUND_PCT]
     if bound:
         notes.append(
-            f"note: the load core was > {LOAD_BOUND_PCT:.0f}% busy for {', '.join(bound)}: wrk + origin may "
-            "limit that rate (it is a lower bound); compare CPU us/req too"
+            f"note: wrk + origin used > {LOAD_BOUND_PCT:.0f}% of their core for {', '.join(bound)}: the load "
+            "side may limit that rate (it is a lower bound); compare CPU us/req too"
         )
     return notes
 
@@ -444,6 +510,9 @@ def choose_cores(args: argparse.Namespace, taskset: str | None) -> tuple[int | N
         return None, None
     proxy_cpu = cpus[0] if args.proxy_cpu is None else args.proxy_cpu
     load_cpu = next(c for c in cpus if c != proxy_cpu) if args.load_cpu is None else args.load_cpu
+    if proxy_cpu == load_cpu or not {proxy_cpu, load_cpu} <= set(cpus):
+        # Sharing one core would measure the scheduler, not the proxy.
+        raise SystemExit(f"--proxy-cpu/--load-cpu must be two different cores among {cpus}")
     return proxy_cpu, load_cpu
 
 
@@ -458,6 +527,8 @@ def run(args: argparse.Namespace) -> int:
     nginx, wrk = tools["nginx"], tools["wrk"]
     assert nginx is not None and wrk is not None
     proxy_cpu, load_cpu = choose_cores(args, tools["taskset"])
+    # Only root may raise priority; elsewhere nice would just print a warning per process.
+    nice = args.nice if os.geteuid() == 0 else 0
 
     work_root = peers.BENCH_DIR / ".work"
     work_root.mkdir(exist_ok=True)
@@ -465,19 +536,18 @@ def run(args: argparse.Namespace) -> int:
     runs: list[RunResult] = []
     skipped: dict[str, str] = {}
     try:
-        with rig.Children(workdir) as children:
+        with rig.Children(workdir, taskset=tools["taskset"], nice=nice) as children:
             upstream_port = rig.free_port()
             upstream = children.spawn(
                 "upstream",
                 peers.nginx_upstream_argv(nginx, workdir / "upstream", upstream_port),
                 cpu=load_cpu,
-                taskset=tools["taskset"],
             )
             why = rig.wait_http_ready(upstream, upstream_port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
             if why:
                 print(f"ERROR: the nginx origin did not start: {why}\n{upstream.log_tail()}")
                 return EXIT_CHECK_FAILED
-            r = Rig(children, workdir, proxy_cpu, load_cpu, tools["taskset"], wrk, upstream, upstream_port)
+            r = Rig(children, workdir, proxy_cpu, load_cpu, wrk, upstream, upstream_port)
             active = []
             for peer in build_peers(args, tools):
                 if peer.unavailable:
@@ -510,23 +580,23 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     summaries = summarize(runs)
-    # Peers measured in some rounds but skipped later still get a row; keep their reason visible.
-    table_skips = {k: v for k, v in skipped.items() if k not in {s.peer for s in summaries}}
-    partial = {k: v for k, v in skipped.items() if k in {s.peer for s in summaries}}
     target_lines, targets_ok = check_targets(summaries, args.target_ratio)
     cmd = shlex.join(["python", *sys.argv])
-    print(f"proxy benchmark {started:%Y-%m-%d %H:%M} UTC: {cmd}")
+    print(f"proxy benchmark {started:%Y-%m-%d %H:%M} UTC, tree {git_revision()}: {cmd}")
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, warm-up {args.warmup}s, "
         f"{args.repeat} interleaved round(s), medians; proxy on core {proxy_cpu}, "
-        f"wrk + nginx origin on core {load_cpu}"
+        f"wrk + nginx origin on core {load_cpu}, nice {nice}"
     )
     print()
-    print(format_table(summaries, table_skips))
-    for line in format_notes(summaries):
+    measured = {s.peer for s in summaries}
+    print(format_table(summaries, {k: v for k, v in skipped.items() if k not in measured}))
+    for line in format_notes(summaries, runs, args.connections):
         print(line)
-    for name, why in partial.items():
-        print(f"note: {name} failed in a later round: {why}")
+    # A peer measured in some rounds and failing later keeps its row; say why it has fewer runs.
+    for name, why in skipped.items():
+        if name in measured:
+            print(f"note: {name} failed in a later round: {why}")
     print()
     print("\n".join(target_lines))
 
@@ -534,10 +604,9 @@ def run(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {
             "date": started.isoformat(timespec="seconds"),
             "command": cmd,
-            "settings": {
-                k: v for k, v in vars(args).items() if k not in {"json", "peer_list"} and not callable(v)
-            },
+            "settings": {k: v for k, v in vars(args).items() if k not in {"json", "peer_list"}},
             "cores": {"proxy": proxy_cpu, "load_and_origin": load_cpu},
+            "nice_applied": nice,
             "versions": tool_versions(tools),
             "runs": [asdict(run) for run in runs],
             "summary": [asdict(s) for s in summaries],
@@ -553,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
     try:
-        with rig.sigterm_as_interrupt():
+        with rig.signals_as_interrupt():
             code = run(args)
     except KeyboardInterrupt:
         print("interrupted: all child processes were stopped", file=sys.stderr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UPSTREAM_BODY = b"hello world\n"
+STATUS_PATH = "/__rig_status"
 BENCH_DIR = Path(__file__).resolve().parent
 NODE_DIR = BENCH_DIR / "node"
 
@@ -72,6 +73,11 @@ def nginx_upstream_argv(nginx: str, workdir: Path, port: int) -> list[str]:
         location / {{
             default_type text/plain;
             return 200 "{body}";
+        }}
+        # Read directly by the rig (never through a proxy): accepted connections and requests
+        # show whether a proxy reuses its upstream connections and forwards every request.
+        location = {STATUS_PATH} {{
+            stub_status;
         }}
     }}"""
     return nginx_argv(nginx, workdir, _nginx_conf(workdir, server))

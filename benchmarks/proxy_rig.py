@@ -47,9 +47,11 @@ def apt_install(packages: Sequence[str], timeout_s: float) -> str | None:
         return "no apt-get on this machine"
     deadline = time.monotonic() + timeout_s
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    # Wait for the dpkg lock rather than fail when another session is installing something.
+    lock = ["-o", f"DPkg::Lock::Timeout={int(timeout_s)}"]
+    install = ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *packages]
     last = ""
-    for step in (install, ["apt-get", "update", "-q"], install):
+    for step in (install, ["apt-get", *lock, "update", "-q"], install):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return f"apt-get ran out of time ({timeout_s:.0f} s)"
@@ -58,7 +60,7 @@ def apt_install(packages: Sequence[str], timeout_s: float) -> str | None:
                 step, env=env, capture_output=True, text=True, timeout=remaining, check=False
             )
         except subprocess.TimeoutExpired:
-            return f"{' '.join(step[:2])} timed out after {timeout_s:.0f} s"
+            return f"apt-get timed out after {timeout_s:.0f} s"
         if proc.returncode == 0 and step is install:
             return None
         if proc.returncode != 0:
@@ -113,8 +115,10 @@ class Children:
     terminal reaches only this script, which then cleans up in order.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, taskset: str | None, nice: int = 0) -> None:
         self.workdir = workdir
+        self.taskset = taskset
+        self.nice = nice
         self._children: list[Child] = []
 
     def __enter__(self) -> Children:
@@ -129,14 +133,18 @@ class Children:
         argv: Sequence[str],
         *,
         cpu: int | None,
-        taskset: str | None,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Child:
+        """Start ``argv`` on core ``cpu`` (None: anywhere) with the rig's niceness."""
         cmd = list(argv)
-        if cpu is not None and taskset is not None:
-            # taskset execs the command, so the pid we get is the command's own pid.
-            cmd = [taskset, "-c", str(cpu), *cmd]
+        if self.nice:
+            # Other people's tests may share this machine: a higher priority for every process
+            # of the rig (all equally, so no proxy is favoured) lets them preempt that noise.
+            cmd = ["nice", "-n", str(self.nice), *cmd]
+        if cpu is not None and self.taskset is not None:
+            # taskset and nice exec the command, so the pid we get is the command's own pid.
+            cmd = [self.taskset, "-c", str(cpu), *cmd]
         log_path = self.workdir / f"{name}.log"
         log = log_path.open("ab")
         try:
@@ -154,6 +162,8 @@ class Children:
             raise
         child = Child(name, popen, log_path, log)
         self._children.append(child)
+        if self.nice:
+            _set_autogroup_nice(popen.pid, self.nice)
         return child
 
     def stop(self, child: Child, grace_s: float = 5.0) -> None:
@@ -174,6 +184,17 @@ class Children:
     def close(self) -> None:
         for child in reversed(list(self._children)):
             self.stop(child, grace_s=3.0)
+
+
+def _set_autogroup_nice(pid: int, nice: int) -> None:
+    """Give the child's new session the rig's niceness at the scheduler's top level.
+
+    With sched_autogroup_enabled (the default on Debian) every session is an autogroup that gets
+    an equal CPU share whatever the niceness of its processes, so ``nice`` alone is powerless
+    against another terminal's test run: the autogroup's own nice value is what counts.
+    """
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -210,6 +231,21 @@ def wait_http_ready(child: Child, port: int, expect_body: bytes, timeout_s: floa
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.05)
     return f"not ready within {timeout_s:.0f} s ({last})"
+
+
+def nginx_status(port: int, path: str) -> tuple[int, int]:
+    """(accepted connections, requests) so far from an nginx ``stub_status`` location."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    try:
+        conn.request("GET", path)
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    # "Active connections: 1\nserver accepts handled requests\n 12 12 345\n..."
+    match = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"unexpected stub_status answer: {text[:80]!r}")
+    return int(match.group(1)), int(match.group(3))
 
 
 # --------------------------------------------------------------------------- CPU accounting
@@ -327,7 +363,7 @@ def parse_wrk(text: str) -> WrkResult:
     if reqs is None or rps is None:
         raise ValueError("wrk output has no request summary")
     latency = {
-        pct.rstrip("0").rstrip(".") if "." in pct else pct: float(val) * _UNIT_MS[unit]
+        pct.rstrip("0").rstrip(".") if "." in pct else pct: round(float(val) * _UNIT_MS[unit], 6)
         for pct, val, unit in _PCT_RE.findall(text)
     }
     if "50" not in latency or "99" not in latency:
@@ -358,15 +394,14 @@ def run_wrk(
     connections: int,
     threads: int,
     cpu: int | None,
-    taskset: str | None,
 ) -> WrkResult:
     """One bounded wrk run; wrk is a tracked child so Ctrl-C or an error kills it too."""
     name = f"wrk-{time.monotonic_ns()}"
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s", "--latency", url]
-    # wrk is our direct child (taskset execs it), so the growth of RUSAGE_CHILDREN across its
+    # wrk is our direct child (taskset and nice exec it), so the growth of RUSAGE_CHILDREN across its
     # wait is exactly its CPU time: /proc/<pid>/stat is gone once it has been reaped.
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child = children.spawn(name, argv, cpu=cpu, taskset=taskset)
+    child = children.spawn(name, argv, cpu=cpu)
     try:
         code = child.popen.wait(timeout=duration_s + 30)
     except subprocess.TimeoutExpired as exc:
@@ -383,14 +418,20 @@ def run_wrk(
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks (and child clean-up) run."""
+def signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt so ``finally`` blocks run.
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored, and a
+    ``kill -INT`` must still stop the children.
+    """
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise) for sig in sigs}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pulsegate.config
 from pulsegate.config import (
@@ -307,3 +310,37 @@ def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- robustness -----------------------------------------------------------------------------------
+
+_KEYS = [
+    "listen", "workers", "admin", "token", "upstreams", "api", "targets", "address", "weight",
+    "balance", "hash_key", "pool", "max_idle", "timeouts", "routes", "name", "match", "path_prefix",
+    "upstream", "strip_prefix", "methods", "headers", "limits", "max_body_bytes", "bogus", "0",
+]  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 70000),
+    st.floats(allow_nan=True),
+    st.sampled_from(["", "api", "h:1", "127.0.0.1:0", "2s", "1KiB", "/v1/", "(", "auto", "header:x", "-1"]),
+    st.text(max_size=5),
+)
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _DOCS, max_size=6))
+def test_any_document_gives_a_config_or_one_line_problems(data: dict[str, object]) -> None:
+    try:
+        cfg = load_config_text(json.dumps(data), source="f")
+    except ConfigError as err:
+        assert err.problems
+        assert all(p.startswith("f: ") and "\n" not in p for p in err.problems)
+    else:
+        assert isinstance(cfg, GatewayConfig)

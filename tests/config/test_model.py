@@ -308,6 +308,14 @@ def test_pool_and_timeouts() -> None:
 
 
 @pytest.mark.parametrize(
+    ("pool", "max_idle"),
+    [("{max_connections: 8}", 8), ("{max_connections: 64}", 64), ("{max_connections: 100}", 64), ("{}", 64)],
+)
+def test_default_max_idle_never_exceeds_max_connections(pool: str, max_idle: int) -> None:
+    assert load(upstream(f"pool: {pool}")).upstreams["api"].pool.max_idle == max_idle
+
+
+@pytest.mark.parametrize(
     ("body", "expected"),
     [
         ("pool: {max_idle: -1}", "upstreams.api.pool.max_idle: must be at least 0"),

@@ -209,6 +209,13 @@ def test_same_key_more_conditions_first_then_config_order() -> None:
     assert pick(t, b"/a/", method=b"POST") == "plain"
 
 
+@pytest.mark.parametrize("kind", ["path", "path_prefix", "path_regex"])
+def test_same_key_unconditional_rule_is_taken_before_shorter_keys(kind: str) -> None:
+    t = RouteTable([R("short", path_prefix="/"), R("cond", **{kind: "/k", "methods": ("PUT",)}), R("plain", **{kind: "/k"})])
+    assert pick(t, b"/k", method=b"PUT") == "cond"
+    assert pick(t, b"/k") == "plain"
+
+
 def test_unconditional_rule_shadows_later_same_key_rules() -> None:
     t = RouteTable([R("first", path="/x"), R("second", path="/x")])
     assert pick(t, b"/x") == "first"

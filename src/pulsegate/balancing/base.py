@@ -64,18 +64,20 @@ def normalized_weights(targets: Sequence[Target]) -> tuple[int, ...]:
     return tuple(w // g for w in weights)
 
 
-def cumulative(weights: Sequence[int]) -> tuple[list[int], int]:
+def cumulative(weights: Sequence[int]) -> tuple[list[float], float]:
     """Running sums for weighted sampling with ``bisect_right(cum, r * total)``.
 
+    Floats (exact for integer sums below 2**53) because ``bisect`` compares them with the float
+    ``r * total``, and float-to-float comparisons are markedly faster than float-to-int ones.
     The last running sum (the total) is left out on purpose: ``bisect_right`` then returns at
     most ``len(weights) - 1`` even if ``r * total`` rounds up to ``total``.
 
     >>> cumulative([1, 2, 3])
-    ([1, 3], 6)
+    ([1.0, 3.0], 6.0)
     """
-    cum: list[int] = []
+    cum: list[float] = []
     total = 0
     for w in weights:
         total += w
-        cum.append(total)
-    return cum[:-1], total
+        cum.append(float(total))
+    return cum[:-1], float(total)

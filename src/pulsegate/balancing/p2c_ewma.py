@@ -2,14 +2,17 @@
 
 Each pick draws two distinct targets at random, weighted by ``weight`` (a bisect over cumulative
 weights: O(log N), nearly as cheap as a uniform draw; the second draw is "without replacement", so
-no rejection loop), redraws the pair while it holds an unavailable or excluded target, and keeps
-the cheaper one, where
+no rejection loop), and keeps the cheaper one, where
 
     cost = ewma_us * (inflight + 1)
 
 so a target is penalised both for being slow and for already being busy. Looking at two random
 targets instead of all of them keeps the pick O(1) and avoids the herd behaviour of always
 choosing the global best from slightly stale data.
+
+A pair holding an unavailable or excluded target is redrawn (pools of more than 8 targets, up to
+4 times), otherwise the pair is drawn from the list of eligible targets (O(N), allocates; with 3
+targets and one down that is the only pair anyway).
 
 Cold start: a target with no latency observation yet (``ewma_us == 0``) is treated as the best
 while it is idle, so a new target gets tried. While its first responses are outstanding we do not
@@ -37,8 +40,10 @@ from collections.abc import Callable, Sequence
 from pulsegate.balancing.base import cumulative, normalized_weights
 from pulsegate.balancing.target import Target
 
-# Redraws of the pair when a candidate is unavailable or excluded, before falling back to a draw
-# over the list of eligible targets (allocates; only reached when most targets are ineligible).
+# Pools up to this size skip redrawing when the pair holds an unavailable or excluded target and
+# go straight to an O(N) pass over the eligible targets (with 3 targets and one down, redrawing
+# succeeds only 1 time in 3). Larger pools redraw the pair up to REDRAWS times first.
+SMALL_POOL = 8
 REDRAWS = 4
 
 
@@ -65,35 +70,38 @@ def better(a: Target, b: Target) -> Target:
     return b if ea and not eb else a
 
 
-class _Sampler:
-    """Two distinct weighted indices from two ``random()`` calls, no rejection.
+def weighted_pair(weights: Sequence[int], rnd: Callable[[], float]) -> tuple[int, int]:
+    """Two distinct indices, the first drawn proportionally to weight, the second likewise among
+    the rest ("weighted without replacement"), from two ``rnd()`` calls and no rejection.
 
-    The second draw samples the total weight minus the first target's and then steps over the
-    first target's interval, which is exactly "weighted without replacement".
+    The second draw samples ``total - weights[first]`` and steps over the first's interval.
+    Linear scans: this is for short lists (the degraded path); ``pick`` bisects instead.
+
+    >>> import random
+    >>> i, j = weighted_pair([1, 5, 1], random.Random(0).random)
+    >>> i != j
+    True
     """
-
-    __slots__ = ("cum", "n", "starts", "total", "uniform", "weights")
-
-    def __init__(self, weights: Sequence[int]) -> None:
-        self.weights = tuple(weights)
-        self.n = len(weights)
-        self.uniform = all(w == 1 for w in weights)
-        self.cum, self.total = cumulative(weights)
-        self.starts = (0, *self.cum)
-
-    def pair(self, rnd: Callable[[], float]) -> tuple[int, int]:
-        n = self.n
-        if self.uniform:
-            i = int(rnd() * n)
-            j = int(rnd() * (n - 1))
-            return i, j + 1 if j >= i else j
-        cum = self.cum
-        i = bisect_right(cum, rnd() * self.total)
-        w = self.weights[i]
-        r = rnd() * (self.total - w)
-        if r >= self.starts[i]:
-            r += w
-        return i, bisect_right(cum, r)
+    total = sum(weights)
+    r = rnd() * total
+    last = len(weights) - 1
+    first = last
+    for k, w in enumerate(weights):
+        if r < w:
+            first = k
+            break
+        r -= w
+    wf = weights[first]
+    r = rnd() * (total - wf)
+    second = last if first != last else last - 1
+    for k, w in enumerate(weights):
+        if k == first:
+            continue
+        if r < w:
+            second = k
+            break
+        r -= w
+    return first, second
 
 
 class P2CEwmaBalancer:
@@ -104,13 +112,11 @@ class P2CEwmaBalancer:
     def __init__(self, targets: Sequence[Target], *, rng: random.Random | None = None) -> None:
         self.targets: tuple[Target, ...] = tuple(targets)
         self._n = len(self.targets)
-        sampler = _Sampler(normalized_weights(self.targets))
-        # Copied into slots: the pick path then avoids a call and an attribute hop.
-        self._weights = sampler.weights
-        self._uniform = sampler.uniform
-        self._cum = sampler.cum
-        self._total = sampler.total
-        self._starts = sampler.starts
+        self._weights = normalized_weights(self.targets)
+        self._uniform = all(w == 1 for w in self._weights)
+        self._cum, self._total = cumulative(self._weights)
+        # Where each target's interval starts in [0, total): for the second, distinct draw.
+        self._starts = (0.0, *self._cum)
         self._random = (rng or random.Random()).random
 
     def pick(self, key: bytes | None = None, exclude: Target | None = None) -> Target | None:
@@ -127,35 +133,71 @@ class P2CEwmaBalancer:
             t = self.targets[0] if n else None
             return t if t is not None and t.available else None
         rnd = self._random
-        for _ in range(REDRAWS):
-            # Inlined _Sampler.pair (hot path).
-            if self._uniform:
-                i = int(rnd() * n)
-                j = int(rnd() * (n - 1))
-                if j >= i:
-                    j += 1
-            else:
-                cum = self._cum
-                i = bisect_right(cum, rnd() * self._total)
-                w = self._weights[i]
-                r = rnd() * (self._total - w)
-                if r >= self._starts[i]:
-                    r += w
-                j = bisect_right(cum, r)
-            a = self.targets[i]
-            b = self.targets[j]
-            if a.available and b.available and a is not exclude and b is not exclude:
-                return better(a, b)
-        return self._pick_from_eligible(exclude)
+        if self._uniform:
+            # Two distinct uniform indices from two draws, no rejection.
+            i = int(rnd() * n)
+            j = int(rnd() * (n - 1))
+            if j >= i:
+                j += 1
+        else:
+            # Inlined _pair(): weighted without replacement.
+            cum = self._cum
+            total = self._total
+            i = bisect_right(cum, rnd() * total)
+            w = self._weights[i]
+            r = rnd() * (total - w)
+            if r >= self._starts[i]:
+                r += w
+            j = bisect_right(cum, r)
+        a = self.targets[i]
+        b = self.targets[j]
+        if a.available and b.available and a is not exclude and b is not exclude:
+            # Inlined better() for the common case: both targets have a latency observation.
+            ea = a.ewma_us
+            eb = b.ewma_us
+            if ea and eb:
+                return a if ea * (a.inflight + 1) <= eb * (b.inflight + 1) else b
+            return better(a, b)
+        return self._pick_slow(exclude)
 
-    def _pick_from_eligible(self, exclude: Target | None) -> Target | None:
-        """Degraded path (the pair kept hitting ineligible targets): sample the eligible list."""
-        eligible = [t for t in self.targets if t.available and t is not exclude]
-        if len(eligible) >= 2:
-            i, j = _Sampler([t.weight for t in eligible]).pair(self._random)
+    def _pair(self) -> tuple[int, int]:
+        """Two distinct indices, weighted without replacement (bisect: O(log N))."""
+        rnd = self._random
+        cum = self._cum
+        total = self._total
+        i = bisect_right(cum, rnd() * total)
+        w = self._weights[i]
+        r = rnd() * (total - w)
+        if r >= self._starts[i]:
+            r += w
+        return i, bisect_right(cum, r)
+
+    def _pick_slow(self, exclude: Target | None) -> Target | None:
+        """The pair held an unavailable or excluded target."""
+        targets = self.targets
+        if self._n > SMALL_POOL:
+            n = self._n
+            rnd = self._random
+            for _ in range(REDRAWS):
+                if self._uniform:
+                    i = int(rnd() * n)
+                    j = int(rnd() * (n - 1))
+                    if j >= i:
+                        j += 1
+                else:
+                    i, j = self._pair()
+                a = targets[i]
+                b = targets[j]
+                if a.available and b.available and a is not exclude and b is not exclude:
+                    return better(a, b)
+        eligible = [t for t in targets if t.available and t is not exclude]
+        if len(eligible) > 2:
+            i, j = weighted_pair([t.weight for t in eligible], self._random)
             return better(eligible[i], eligible[j])
+        if len(eligible) == 2:
+            return better(eligible[0], eligible[1])
         if eligible:
             return eligible[0]
-        if exclude is not None and exclude.available and any(t is exclude for t in self.targets):
+        if exclude is not None and exclude.available and any(t is exclude for t in targets):
             return exclude  # the only available target
         return None

@@ -55,6 +55,17 @@ class RandomBalancer:
         n = self._n
         if not n:
             return None
+        if self._uniform:
+            t = self.targets[int(self._random() * n)]
+        else:
+            t = self.targets[bisect_right(self._cum, self._random() * self._total)]
+        if t.available and t is not exclude:
+            return t
+        return self._pick_slow(exclude)
+
+    def _pick_slow(self, exclude: Target | None) -> Target | None:
+        """The draw hit an unavailable or excluded target: redraw (exact: rejection sampling)."""
+        n = self._n
         rnd = self._random
         for _ in range(REDRAWS):
             if self._uniform:
@@ -66,6 +77,7 @@ class RandomBalancer:
         return self._pick_from_eligible(exclude)
 
     def _pick_from_eligible(self, exclude: Target | None) -> Target | None:
+        """Most targets are ineligible: draw from the list of eligible ones (allocates)."""
         eligible = [t for t in self.targets if t.available and t is not exclude]
         if not eligible:
             if exclude is not None and exclude.available and any(t is exclude for t in self.targets):

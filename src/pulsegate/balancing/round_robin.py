@@ -20,7 +20,7 @@ target going down when that target's turn comes, at most one period later -- ind
 from the health check flipping the flag a moment later.
 
 Equal weights never need the dynamic mode: rotating past ineligible targets already shares the
-load exactly evenly among the available ones (it is what nginx's loop does for equal weights).
+load exactly evenly among the available ones, as nginx's loop does for equal weights.
 
 Retries: when the target at the position is ``exclude``, it loses that turn (the schedule moves
 past it), which keeps the cyclic schedule and its exact counts; the dynamic mode skips it the way
@@ -75,6 +75,7 @@ class RoundRobinBalancer:
 
     __slots__ = (
         "_current",
+        "_entries",
         "_equal",
         "_period",
         "_pos",
@@ -104,6 +105,8 @@ class RoundRobinBalancer:
         self._pos = 0
         # nginx's current_weight per target; only meaningful in the dynamic mode.
         self._current = [0] * n
+        # (index, target, weight) triples: the dynamic loop unpacks them instead of indexing.
+        self._entries = tuple(zip(range(n), self.targets, weights, strict=True))
         self._static = self._period > 0
 
     def pick(self, key: bytes | None = None, exclude: Target | None = None) -> Target | None:
@@ -171,20 +174,20 @@ class RoundRobinBalancer:
     def _pick_dynamic(self, exclude: Target | None) -> Target | None:
         """nginx's loop: skip unavailable (and excluded) targets, pick the max current weight."""
         current = self._current
-        weights = self._weights
         best = -1
         best_cw = 0
         total = 0
         up = 0
-        for i, t in enumerate(self.targets):
+        for i, t, w in self._entries:
             if t.available:
                 up += 1
                 if t is not exclude:
-                    w = weights[i]
-                    c = current[i] = current[i] + w
+                    c = current[i] + w
+                    current[i] = c
                     total += w
                     if best < 0 or c > best_cw:
-                        best, best_cw = i, c
+                        best = i
+                        best_cw = c
         if best < 0:
             # Nothing but (maybe) ``exclude`` is up; ``up`` counts it only if it is ours.
             return exclude if up else None

@@ -216,11 +216,24 @@ class PoolConfig(_Section):
 
     >>> PoolConfig().max_idle, PoolConfig().max_connections, PoolConfig().idle_timeout
     (64, 1024, 60.0)
+    >>> PoolConfig(max_connections=8).max_idle  # the default never exceeds max_connections
+    8
     """
 
     max_idle: Annotated[Count, Field(ge=0)] = 64
     max_connections: Annotated[Count, Field(ge=1)] = 1024
     idle_timeout: Duration = 60.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_idle_fits(cls, data: object) -> object:
+        # `pool: {max_connections: 8}` alone must not fail against the default max_idle of 64.
+        if isinstance(data, Mapping) and "max_idle" not in data:
+            limit = data.get("max_connections")
+            default = cls.model_fields["max_idle"].default
+            if isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit < default:
+                return {**data, "max_idle": limit}
+        return data
 
     @model_validator(mode="after")
     def _idle_fits(self) -> Self:

@@ -80,6 +80,7 @@ class RequestParser:
     __slots__ = (
         "_body_size",
         "_closed",
+        "_completed",
         "_error",
         "_handler",
         "_head_size",
@@ -103,6 +104,7 @@ class RequestParser:
         self._partial = 0
         self._body_size = 0
         self._closed = False
+        self._completed = 0
         self._error: DownstreamError | None = None
         # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
         # so body bytes cost no extra Python frame.
@@ -117,7 +119,9 @@ class RequestParser:
         """Parse ``data``; report complete heads, body bytes and message ends to the handler."""
         if self._closed:
             return  # bytes after a request that closes the connection are ignored (RFC 9112 §9.6)
-        before = self._head_size
+        was_in_head = self._in_head
+        before = self._head_size if was_in_head else 0
+        done_before = self._completed
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -137,8 +141,13 @@ class RequestParser:
             raise DownstreamError(f"malformed request: {exc}", status=400) from None
         if self._in_head:
             # A header line still being received reports nothing until it ends; count those bytes
-            # so one endless header cannot grow memory past the limit.
-            self._partial = self._partial + len(data) if self._head_size == before else 0
+            # so one endless header cannot grow memory past the limit. Bytes of this read not
+            # reported for the current head are its unfinished tail, unless an earlier message
+            # ended in this same read (then we cannot tell, and one read is the bound).
+            if self._completed == done_before:
+                self._partial = max(0, self._partial + len(data) - (self._head_size - before))
+            else:
+                self._partial = 0
             if self._head_size + self._partial > self._max_head:
                 raise DownstreamError("request header block too large", status=431)
 
@@ -207,6 +216,7 @@ class RequestParser:
         self._handler.on_head(head)
 
     def on_message_complete(self) -> None:
+        self._completed += 1
         self._handler.on_end()
 
     # -- helpers -------------------------------------------------------------------------------------

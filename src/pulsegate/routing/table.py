@@ -378,10 +378,12 @@ class RouteTable(Generic[P]):
                 return found
 
         wild = self._wild
+        if self._default is not None and (f := self._default.match(method, path, headers)) is not None:
+            return f
         if wild:
             # Walk the label suffixes, longest (most specific) first: ".b.example.com",
             # ".example.com", ".com". Cost grows with the host's depth, not the wildcard count.
-            start = len(host) - self._maxwild + 1
+            start = len(host) - self._maxwild
             i = host.find(b".", start if start > 0 else 0)
             while i >= 0:
                 group = wild.get(host[i:])

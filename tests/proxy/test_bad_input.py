@@ -1,0 +1,149 @@
+"""Protocol abuse over raw sockets: the right status, ``Connection: close``, a closed connection,
+and nothing of the bad request at the upstream (asserted on the origin's raw received bytes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pulsegate.origin import Reply, Request
+from tests.support import arun, gateway_config, get, origins, raw, running_gateway
+
+
+def ok(req: Request) -> Reply:
+    return Reply(200, body=b"fine")
+
+
+LIMITS = {"max_header_bytes": "2KiB", "max_body_bytes": "1KiB", "header_timeout": "300ms"}
+
+CASES = [
+    (
+        "cl_and_te",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    ("two_cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    (
+        "same_cl_twice",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    (
+        "bad_chunk_size",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\nzz\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    ("bare_lf", b"GET / HTTP/1.1\nHost: a\n\n", 400),
+    ("bare_lf_in_header", b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400),
+    ("nul_in_header", b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", 400),
+    ("obs_fold", b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", 400),
+    ("space_before_colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+    ("missing_host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("two_hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("bad_target", b"GET nope HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("negative_cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    ("te_gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501),
+    (
+        "te_gzip_chunked",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    ("http2_version", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ("connect", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+    ("expect_other", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", 417),
+    ("header_block_too_large", b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 3000 + b"\r\n\r\n", 431),
+    ("one_endless_header", b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 5000, 431),
+    ("url_too_long", b"GET /" + b"u" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 431),
+    ("body_too_large_cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n" + b"b" * 2000, 413),
+    (
+        "body_too_large_chunked",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"400\r\n"
+        + b"c" * 1024
+        + b"\r\n10\r\n"
+        + b"d" * 16
+        + b"\r\n0\r\n\r\n",
+        413,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "status"), CASES, ids=[c[0] for c in CASES])
+def test_bad_request_is_refused_and_never_reaches_upstream(name: str, payload: bytes, status: int) -> None:
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (_, port):
+                out = await raw(port, payload)  # returns once the gateway closed the connection
+                assert out.split(b"\r\n", 1)[0].split(b" ")[1] == str(status).encode(), out[:200]
+                head = out.split(b"\r\n\r\n", 1)[0]
+                assert b"\r\nConnection: close" in head
+                assert b"request id" in out
+                # the gateway still serves others
+                assert (await get(port)).status == 200
+            assert o.state.raw.count(b"\r\n\r\n") == 1, o.state.raw[:300]  # only the follow-up GET
+            assert len(o.requests) == 1
+
+    arun(main())
+
+
+def test_trickled_head_gets_408_after_header_timeout() -> None:
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (_, port):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                w.write(b"GET / HTTP/1.1\r\nHo")
+                out = await r.read()  # EOF when the gateway gives up on us
+                elapsed = loop.time() - start
+                assert out.startswith(b"HTTP/1.1 408 "), out
+                assert 0.25 <= elapsed < 2.0
+                w.close()
+            assert o.state.raw == b""
+
+    arun(main())
+
+
+def test_idle_connection_closed_quietly_after_keepalive_timeout() -> None:
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            limits = {**LIMITS, "keepalive_timeout": "200ms"}
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=limits)
+            async with running_gateway(cfg) as (_, port):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                head = await r.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                assert await r.readexactly(4) == b"fine"
+                assert await r.read() == b""  # closed without a response
+                w.close()
+
+    arun(main())
+
+
+def test_small_body_is_withheld_until_complete() -> None:
+    """A body within request_buffer is validated whole before anything goes upstream."""
+
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (_, port):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+                await w.drain()
+                # The head is parsed and the exchange started; poll the gateway's own state for it
+                # (an event we can await is the response below; here we just give the loop turns).
+                for _ in range(50):
+                    await asyncio.sleep(0)
+                assert o.state.raw == b""
+                w.write(b"0\r\n\r\n")
+                head = await r.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                w.close()
+            assert o.requests[0].body == b"abc"
+
+    arun(main())
