@@ -160,7 +160,7 @@ def reference(rules: list[RouteRule[int]], method: bytes, host: bytes, path: byt
     return None if best is None else best[1]
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(specs_st(), st.data())
 def test_match_equals_reference(specs: list[dict[str, object]], data: st.DataObject) -> None:
     rules = make_rules(specs)
@@ -182,7 +182,7 @@ def test_match_equals_reference(specs: list[dict[str, object]], data: st.DataObj
         assert table.match(method, host, path, headers) is got
 
 
-@settings(max_examples=200)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(specs_st(max_size=25), st.lists(request_st, min_size=1, max_size=10))
 def test_rule_order_is_only_a_tie_breaker_for_equal_keys(
     specs: list[dict[str, object]], requests: list[tuple[bytes, bytes, bytes, Headers]]
