@@ -23,7 +23,7 @@ to the same second choice every time.
 
 Hashing is stable across processes (several workers and several gateway instances must agree):
 the key hash is ``zlib.crc32`` followed by a 64-bit multiplicative (Fibonacci) mix, ~130 ns as a
-function call (``benchmarks/balancing_bench.py``) against ~400 ns for ``hashlib.blake2b`` with an
+function call (``benchmarks/balancing_bench.py``) against ~360 ns for ``hashlib.blake2b`` with an
 8-byte digest. Python's ``hash()`` is randomised per process and never used. Target placement
 uses ``blake2b`` (once, at build time).
 

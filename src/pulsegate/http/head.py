@@ -1,9 +1,9 @@
 """Parsed message heads, already split into what an intermediary forwards and what it rewrites.
 
-The parsers classify every header once: end-to-end headers land in ``headers`` in their original
-order and spelling; hop-by-hop and framing headers (RFC 9110 §7.6.1, RFC 9112 §6) and the ones a
-proxy rewrites (``X-Forwarded-*``, ``Via``, ``X-Request-Id``) are lifted into fields, so the proxy
-never looks at a header twice.
+The parsers classify every header once: end-to-end headers are serialized, in their original
+order and spelling, into ``fields`` (ready to forward); hop-by-hop and framing headers (RFC 9110
+§7.6.1, RFC 9112 §6) and the ones a proxy rewrites (``X-Forwarded-*``, ``Via``, ``X-Request-Id``)
+are lifted into attributes. ``headers`` keeps every header as received, for routing and hashing.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ class RequestHead:
         "chunked",
         "content_length",
         "expect_continue",
+        "fields",
         "forwarded_for",
         "headers",
         "host",
+        "host_count",
         "keep_alive",
         "method",
         "path",
@@ -47,9 +49,14 @@ class RequestHead:
         self.query = b"" if q < 0 else target[q:]
         #: HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
         self.version = version
+        #: Every header as received (name case preserved), in order.
         self.headers: Headers = []
+        #: The end-to-end headers to forward, serialized: ``b"Name: value\r\n" * n``.
+        self.fields = b""
         #: Host header value as sent (may carry a port), or the authority of an absolute-form target.
         self.host = b""
+        #: How many Host headers came (HTTP/1.1 requires exactly one).
+        self.host_count = 0
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = True
@@ -76,11 +83,14 @@ class ResponseHead:
         204
     """
 
-    __slots__ = ("chunked", "content_length", "headers", "keep_alive", "status", "via")
+    __slots__ = ("chunked", "content_length", "fields", "headers", "keep_alive", "status", "via")
 
     def __init__(self, status: int, headers: Headers) -> None:
         self.status = status
+        #: Every header as received.
         self.headers = headers
+        #: The end-to-end headers to forward, serialized.
+        self.fields = b""
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = True

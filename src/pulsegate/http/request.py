@@ -49,6 +49,20 @@ _SPECIAL: dict[bytes, int] = {
     b"x-forwarded-for": _XFF,
     b"via": _VIA,
 }
+# Header names as spelled on the wire -> kind. Lower-casing every name costs a call per header;
+# names repeat, so the spelling seen is remembered (bounded, so hostile names cannot grow it).
+_KIND_BY_SPELLING: dict[bytes, int] = {}
+_KIND_CACHE_MAX = 4096
+
+
+def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int]) -> int:
+    """The kind of a header name (``special`` holds lower-case names), memoised in ``cache``."""
+    kind = special.get(name.lower(), _KEEP)
+    if len(cache) < _KIND_CACHE_MAX:
+        cache[name] = kind
+    return kind
+
+
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
 _CONNECTION_KEEP = frozenset((b"close", b"keep-alive", b"upgrade"))
 
@@ -86,6 +100,7 @@ class RequestParser:
         "_head_size",
         "_headers",
         "_in_head",
+        "_last",
         "_max_body",
         "_max_head",
         "_p",
@@ -104,6 +119,7 @@ class RequestParser:
         self._partial = 0
         self._body_size = 0
         self._closed = False
+        self._last = False
         self._completed = 0
         self._error: DownstreamError | None = None
         # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
@@ -193,30 +209,41 @@ class RequestParser:
         p = self._p
         self._in_head = False
         self._partial = 0
-        version = p.get_http_version()
-        if version == "1.1":
-            minor = 1
-        elif version == "1.0":
-            minor = 0
-        else:
-            self._fail(f"HTTP version {version} not supported", 505)
         method = p.get_method()
         if method == b"CONNECT":
             self._fail("CONNECT is not supported", 501)
-        head = self._make_head(method, self._url, minor)
-        head.keep_alive = p.should_keep_alive()
+        head = self._make_head(method, self._url, 1)
+        keep_alive = p.should_keep_alive()
         headers = self._headers
         self._headers = []
-        self._classify(head, headers)
+        if self._classify(head, headers) or not keep_alive:
+            # get_http_version() formats a string (~0.4 us). llhttp accepts only 0.9, 1.0, 1.1 and
+            # 2.0, and keeps a connection alive without a Connection header only for 1.1; so only
+            # a Connection header or a closing request needs the real version.
+            version = p.get_http_version()
+            if version == "1.0":
+                head.version = 0
+            elif version != "1.1":
+                self._fail(f"HTTP version {version} not supported", 505)
+        if head.version == 1 and head.host_count != 1:
+            # RFC 9112 §3.2: a 1.1 request without Host, or with several, gets 400.
+            if head.host_count > 1:
+                self._fail("multiple Host headers", 400)
+            if not head.host:
+                self._fail("missing Host header", 400)
+        head.keep_alive = keep_alive
         if head.content_length is not None and head.content_length > self._max_body:
             self._fail("request body too large", 413)
-        if head.keep_alive is False:
-            self._closed = True
+        # After this message, a non-keep-alive request ends the stream (bytes after it are ignored);
+        # its own body may still arrive in later reads.
+        self._last = not keep_alive
         self._body_size = 0
         self._handler.on_head(head)
 
     def on_message_complete(self) -> None:
         self._completed += 1
+        if self._last:
+            self._closed = True
         self._handler.on_end()
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -238,21 +265,26 @@ class RequestParser:
                 target = b"/" + target
             head = RequestHead(method, target, minor)
             head.host = authority
+            head.host_count = 1  # the authority is the host; Host headers are ignored
             return head
         self._fail("invalid request target", 400)
 
-    def _classify(self, head: RequestHead, headers: list[tuple[bytes, bytes]]) -> None:
-        kept = head.headers
+    def _classify(self, head: RequestHead, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Sort headers into forwarded ones and attributes; True if a Connection header came."""
+        fields: list[bytes] = []
         hosts = 0
+        saw_connection = False
         drop_named: list[bytes] | None = None
-        special = _SPECIAL
+        cache = _KIND_BY_SPELLING
         for name, value in headers:
-            kind = special.get(name.lower(), _KEEP)
+            kind = cache.get(name)
+            if kind is None:
+                kind = header_kind(name, _SPECIAL, cache)
             if kind == _KEEP:
-                kept.append((name, value))
+                fields += (name, b": ", value, b"\r\n")
             elif kind == _HOST:
                 hosts += 1
-                if not head.host or hosts > 1:
+                if not head.host:
                     head.host = value
             elif kind == _CL:
                 head.content_length = int(value)  # llhttp already refused anything but digits
@@ -262,10 +294,13 @@ class RequestParser:
                     self._fail("unsupported Transfer-Encoding", 501)
                 head.chunked = True
             elif kind == _CONN:
-                for token in split_tokens(value):
-                    if token not in _CONNECTION_KEEP:
-                        drop_named = drop_named or []
-                        drop_named.append(token)
+                saw_connection = True
+                low = value.lower()
+                if low != b"keep-alive" and low != b"close":
+                    for token in split_tokens(low):
+                        if token not in _CONNECTION_KEEP:
+                            drop_named = drop_named or []
+                            drop_named.append(token)
             elif kind == _EXPECT:
                 if value.strip().lower() != b"100-continue":
                     self._fail("unsupported expectation", 417)
@@ -274,24 +309,34 @@ class RequestParser:
                 if head.request_id is None and _REQUEST_ID_OK(value):
                     head.request_id = value
             elif kind == _XFF:
-                head.forwarded_for = (
-                    value if head.forwarded_for is None else head.forwarded_for + b", " + value
-                )
+                fwd = head.forwarded_for
+                head.forwarded_for = value if fwd is None else fwd + b", " + value
             elif kind == _VIA:
                 head.via = value if head.via is None else head.via + b", " + value
             elif kind == _UPGRADE:
                 head.upgrade = value
-        if hosts != 1 and head.version == 1 and not (hosts == 0 and head.host):
-            # RFC 9112 §3.2: a 1.1 request without Host, or with several, gets 400.
-            self._fail("missing Host header" if hosts == 0 else "multiple Host headers", 400)
-        if not head.host and hosts:
-            self._fail("empty Host header", 400)
-        if head.expect_continue and not head.has_body:
-            head.expect_continue = False  # nothing to wait for
+        head.headers = headers
         if drop_named:
             # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-            named = frozenset(drop_named)
-            head.headers = [h for h in kept if h[0].lower() not in named]
+            head.fields = serialize_kept(headers, _SPECIAL, frozenset(drop_named))
+        else:
+            head.fields = b"".join(fields)
+        if hosts:
+            head.host_count = hosts
+            if not head.host:
+                self._fail("empty Host header", 400)
+        if head.expect_continue and not head.has_body:
+            head.expect_continue = False  # nothing to wait for
+        return saw_connection
+
+
+def serialize_kept(
+    headers: list[tuple[bytes, bytes]], special: dict[bytes, int], named: frozenset[bytes]
+) -> bytes:
+    """``Name: value\r\n`` for each header that is neither special nor named in Connection."""
+    return b"".join(
+        b"%s: %s\r\n" % (n, v) for n, v in headers if (low := n.lower()) not in special and low not in named
+    )
 
 
 class _Callbacks:

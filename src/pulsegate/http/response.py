@@ -24,7 +24,7 @@ import httptools
 
 from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
-from pulsegate.http.request import split_tokens
+from pulsegate.http.request import header_kind, serialize_kept, split_tokens
 
 _KEEP, _CL, _TE, _CONN, _DROP, _VIA = range(6)
 _SPECIAL: dict[bytes, int] = {
@@ -41,6 +41,7 @@ _SPECIAL: dict[bytes, int] = {
     b"via": _VIA,
 }
 _CONNECTION_KEEP = frozenset((b"close", b"keep-alive"))
+_KIND_BY_SPELLING: dict[bytes, int] = {}
 
 
 class ResponseHandler(Protocol):
@@ -109,15 +110,17 @@ class ResponseParser:
         status = p.get_status_code()
         headers = self._headers
         self._headers = []
-        head = ResponseHead(status, [])
+        head = ResponseHead(status, headers)
         head.keep_alive = p.should_keep_alive()
-        kept = head.headers
+        fields: list[bytes] = []
         drop_named: list[bytes] | None = None
-        special = _SPECIAL
+        cache = _KIND_BY_SPELLING
         for name, value in headers:
-            kind = special.get(name.lower(), _KEEP)
+            kind = cache.get(name)
+            if kind is None:
+                kind = header_kind(name, _SPECIAL, cache)
             if kind == _KEEP:
-                kept.append((name, value))
+                fields += (name, b": ", value, b"\r\n")
             elif kind == _CL:
                 head.content_length = int(value)
             elif kind == _TE:
@@ -126,15 +129,18 @@ class ResponseParser:
                     raise UpstreamError("unsupported Transfer-Encoding in response", status=502)
                 head.chunked = True
             elif kind == _CONN:
-                for token in split_tokens(value):
-                    if token not in _CONNECTION_KEEP:
-                        drop_named = drop_named or []
-                        drop_named.append(token)
+                low = value.lower()
+                if low != b"keep-alive" and low != b"close":  # the usual values need no split
+                    for token in split_tokens(low):
+                        if token not in _CONNECTION_KEEP:
+                            drop_named = drop_named or []
+                            drop_named.append(token)
             elif kind == _VIA:
                 head.via = value if head.via is None else head.via + b", " + value
         if drop_named:
-            named = frozenset(drop_named)
-            head.headers = [h for h in kept if h[0].lower() not in named]
+            head.fields = serialize_kept(headers, _SPECIAL, frozenset(drop_named))
+        else:
+            head.fields = b"".join(fields)
         if status >= 200:
             self._in_head = False
             self._until_eof = (

@@ -47,6 +47,7 @@ class ClientConnection(asyncio.Protocol):
         "deadline",
         "ex",
         "loop_time",
+        "outbox",
         "parser",
         "parsing",
         "phase",
@@ -61,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.loop_time = server.loop.time
+        self.outbox = server.outbox
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         lim = server.runtime.limits
         self.parser = RequestParser(
@@ -166,7 +168,7 @@ class ClientConnection(asyncio.Protocol):
         conn = ex.upstream
         if ex.head_sent and conn is not None:
             assert conn.transport is not None
-            conn.transport.write(data)
+            self.outbox.write(conn.transport, data)
             return
         ex.body.append(data)
         ex.buffered += len(data)
@@ -189,7 +191,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.head.chunked:
             if ex.head_sent and ex.upstream is not None:
                 assert ex.upstream.transport is not None
-                ex.upstream.transport.write(LAST_CHUNK)
+                self.outbox.write(ex.upstream.transport, LAST_CHUNK)
             else:
                 ex.body.append(LAST_CHUNK)
         if ex is self.ex and not ex.head_sent:
@@ -267,11 +269,11 @@ class ClientConnection(asyncio.Protocol):
         ex.head_sent = True
         body = ex.body
         if body:
-            conn.transport.writelines([ex.head_bytes, *body])
+            self.outbox.write(conn.transport, [ex.head_bytes, *body])
             # Keep a complete small request for one retry on a stale pooled connection.
             ex.body = body if ex.req_done else []
         else:
-            conn.transport.write(ex.head_bytes)
+            self.outbox.write(conn.transport, ex.head_bytes)
         self._unblock(BLOCK_BUFFER)
 
     # -- response (called by the upstream connection) ------------------------------------------
@@ -286,15 +288,11 @@ class ClientConnection(asyncio.Protocol):
                 # We strip Upgrade, so a switch we never asked for is a protocol error.
                 raise UpstreamError("unexpected 101 Switching Protocols", status=502)
             if status != 100 and req.version == 1:
-                self.wbuf.append(
-                    status_line(status) + b"".join(b"%s: %s\r\n" % h for h in head.headers) + CRLF
-                )
+                self.wbuf.append(status_line(status) + head.fields + CRLF)
             return
         ex.resp_started = True
         keep = req.keep_alive and not self.closing and not self.server.draining
-        parts = [status_line(status)]
-        for name, value in head.headers:
-            parts += (name, b": ", value, CRLF)
+        parts = [status_line(status), head.fields]
         if req.method == b"HEAD" or status in (204, 304):
             framing = BODY_NONE
             if head.content_length is not None and status != 204:
@@ -414,7 +412,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.resp_started:
             # Part of the response is out; the only honest signal left is closing early.
             self.flush()
-            self.transport.close()
+            self.outbox.close(self.transport)
             return
         self._respond_local(ex, err.status, err.reason)
         self.flush()
@@ -437,7 +435,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex = None
         if not ex.client_keep:
             self.flush()
-            self.transport.close()
+            self.outbox.close(self.transport)
             return
         if self.queue:
             nxt = self.queue.popleft()
@@ -447,7 +445,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.closing:
             self.flush()
-            self.transport.close()
+            self.outbox.close(self.transport)
             return
         lim = self.server.runtime.limits
         if self.parser.in_head:
@@ -458,13 +456,11 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = self.loop_time() + lim.keepalive_timeout
 
     def flush(self) -> None:
+        """Hand what was gathered for the client to the outbox (written at the loop iteration's end)."""
         wbuf = self.wbuf
         if wbuf:
             self.wbuf = []
-            if len(wbuf) == 1:
-                self.transport.write(wbuf[0])
-            else:
-                self.transport.writelines(wbuf)
+            self.outbox.write(self.transport, wbuf[0] if len(wbuf) == 1 else wbuf)
 
     def _reject(self, exc: DownstreamError) -> None:
         """Refuse a malformed request: the status, ``Connection: close``, and no upstream traffic."""
@@ -484,12 +480,12 @@ class ClientConnection(asyncio.Protocol):
         self.ex = None
         self.parsing = None
         self.queue.clear()
-        self.transport.close()
+        self.outbox.close(self.transport)
 
     def on_timeout(self, now: float) -> None:
         """Called by the sweeper when ``deadline`` passed."""
         if self.phase == IDLE:
-            self.transport.close()  # keep-alive expired: close quietly, as nginx does
+            self.outbox.close(self.transport)  # keep-alive expired: close quietly, as nginx does
         elif self.phase == HEAD:
             self._reject(DownstreamError("request header timeout", status=408))
         else:
@@ -505,14 +501,14 @@ class ClientConnection(asyncio.Protocol):
                 self._end_target(ex)
                 self._respond_error(ex, UpstreamError("upstream read timed out", status=504))
             elif ex is None or ex.discard:
-                self.transport.close()
+                self.outbox.close(self.transport)
             else:
                 self.deadline = now + self.read_timeout  # still connecting: the pool bounds that
 
     def close_if_idle(self) -> bool:
         """For shutdown: close now if no exchange is in progress; True if closed."""
         if self.ex is None and not self.parser.in_head:
-            self.transport.close()
+            self.outbox.close(self.transport)
             return True
         self.closing = True
         return False

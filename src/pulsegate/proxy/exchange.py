@@ -96,9 +96,7 @@ class Exchange:
             if target[:1] != b"/":
                 target = b"/" + target
         host = head.host if route.preserve_host and head.host else target_host
-        parts = [head.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, CRLF]
-        for name, value in head.headers:
-            parts += (name, b": ", value, CRLF)
+        parts = [head.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, CRLF, head.fields]
         if head.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif head.content_length is not None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pulsegate.balancing.target import split_address
 from pulsegate.config import GatewayConfig
 from pulsegate.proxy.client import ClientConnection
+from pulsegate.proxy.outbox import Outbox
 from pulsegate.proxy.runtime import Runtime
 
 # Timers are swept, not scheduled per request: a loop.call_later per request and per keep-alive
@@ -36,6 +37,7 @@ class Server:
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
         self.runtime = Runtime.build(config)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self.outbox: Outbox = None  # type: ignore[assignment]  # set by start()
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.reuse_port = reuse_port
@@ -45,6 +47,11 @@ class Server:
         self._rid_prefix = os.urandom(6).hex().encode()
         self._rid_counter = 0
         self._all_closed = asyncio.Event()
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to the loop that will run the connections (done by :meth:`start`)."""
+        self.loop = loop
+        self.outbox = Outbox(loop)
 
     def forget(self, conn: ClientConnection) -> None:
         """A client connection closed."""
@@ -59,7 +66,7 @@ class Server:
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind every listen address; returns the bound (host, port) pairs (port 0 = ephemeral)."""
-        self.loop = asyncio.get_running_loop()
+        self.attach_loop(asyncio.get_running_loop())
         bound: list[tuple[str, int]] = []
         for address in self.runtime.config.listen:
             host, port = split_address(address, allow_port_zero=True)
