@@ -100,7 +100,9 @@ def aimed_request(draw: st.DrawFn, rule: RouteRule[int]) -> Request:
     if rule.path is not None:
         path = rule.path.encode()
     elif rule.path_prefix is not None:
-        path = (rule.path_prefix + draw(st.text(alphabet="/abz", max_size=3))).encode()
+        # Suffixes that often make the path match longer (nested) prefixes too.
+        tail = st.sampled_from(["", "/", "b", "/b", "b/a", "a"]) | st.text(alphabet="/abz", max_size=3)
+        path = (rule.path_prefix + draw(tail)).encode()
     else:
         path = draw(req_path)
     method = draw(st.sampled_from(REQ_METHODS))

@@ -55,14 +55,26 @@ class ResponseHandler(Protocol):
 class ResponseParser:
     """Parses the responses on one upstream connection.
 
-    Set :attr:`head_request` before the response to a HEAD request arrives. :meth:`feed` raises
+    Set :attr:`head_request` before the response to a HEAD request arrives. :attr:`handler` may be
+    replaced between responses (heads and ends go to the current one; body bytes always go to the
+    handler given at construction, which httptools binds once). :meth:`feed` raises
     :class:`~pulsegate.errors.UpstreamError` (502) on a malformed response.
     """
 
-    __slots__ = ("_handler", "_headers", "_in_head", "_p", "_skip_body", "_until_eof", "head_request")
+    __slots__ = (
+        "_body_handler",
+        "_headers",
+        "_in_head",
+        "_p",
+        "_skip_body",
+        "_until_eof",
+        "handler",
+        "head_request",
+    )
 
     def __init__(self, handler: ResponseHandler) -> None:
-        self._handler = handler
+        self.handler = handler
+        self._body_handler = handler
         self._headers: list[tuple[bytes, bytes]] = []
         self._in_head = True
         self._skip_body = False
@@ -71,7 +83,7 @@ class ResponseParser:
         self._p = httptools.HttpResponseParser(self._callbacks())
 
     def _callbacks(self) -> _Callbacks:
-        return _Callbacks(self, self._handler)
+        return _Callbacks(self, self._body_handler)
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` and report to the handler."""
@@ -96,7 +108,7 @@ class ResponseParser:
         if not self._until_eof:
             return False
         self._until_eof = False
-        self._handler.on_response_end()
+        self.handler.on_response_end()
         return True
 
     # -- callbacks ---------------------------------------------------------------------------------
@@ -149,12 +161,12 @@ class ResponseParser:
                 and status not in (204, 304)
                 and not self.head_request
             )
-        self._handler.on_response_head(head)
+        self.handler.on_response_head(head)
         if self.head_request and status >= 200:
             self._skip_body = True
             self.head_request = False
             self._in_head = True
-            self._handler.on_response_end()
+            self.handler.on_response_end()
 
     def on_message_complete(self) -> None:
         if self._skip_body:
@@ -162,7 +174,7 @@ class ResponseParser:
         self._in_head = True
         self._until_eof = False
         if self._p.get_status_code() >= 200:
-            self._handler.on_response_end()
+            self.handler.on_response_end()
 
 
 class _Callbacks:

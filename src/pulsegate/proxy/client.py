@@ -46,6 +46,9 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "deadline",
         "ex",
+        "host_raw",
+        "host_route",
+        "lim",
         "loop_time",
         "outbox",
         "parser",
@@ -64,7 +67,11 @@ class ClientConnection(asyncio.Protocol):
         self.loop_time = server.loop.time
         self.outbox = server.outbox
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
-        lim = server.runtime.limits
+        #: Limits are fixed per connection at accept; a reload applies to new connections.
+        self.lim = lim = server.runtime.limits
+        # The last Host value and its routing form: clients repeat the same Host.
+        self.host_raw = b""
+        self.host_route = b""
         self.parser = RequestParser(
             self, max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes
         )
@@ -92,7 +99,7 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip = str(peer[0]).encode()
         # A fresh connection must send its first head within header_timeout.
-        self.deadline = self.loop_time() + self.server.runtime.limits.header_timeout
+        self.deadline = self.server.now + self.lim.header_timeout
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -115,7 +122,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.phase == IDLE:
             self.phase = HEAD
-            self.deadline = self.loop_time() + self.server.runtime.limits.header_timeout
+            self.deadline = self.server.now + self.lim.header_timeout
         try:
             self.parser.feed(data)
         except DownstreamError as exc:
@@ -144,7 +151,7 @@ class ClientConnection(asyncio.Protocol):
             ex.upstream.resume_reading()
         if self.phase == ACTIVE:
             # A slow reader is making progress: that is not an upstream timeout.
-            self.deadline = self.loop_time() + self.read_timeout
+            self.deadline = self.server.now + self.read_timeout
 
     # -- RequestHandler (called by the parser) -------------------------------------------------
 
@@ -156,7 +163,7 @@ class ClientConnection(asyncio.Protocol):
             self._start(ex)
         else:
             self.queue.append(ex)
-            if len(self.queue) >= self.server.runtime.limits.max_pipelined:
+            if len(self.queue) >= self.lim.max_pipelined:
                 self._block(BLOCK_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
@@ -172,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
             return
         ex.body.append(data)
         ex.buffered += len(data)
-        if ex.buffered > self.server.runtime.limits.request_buffer:
+        if ex.buffered > self.lim.request_buffer:
             if ex is self.ex and conn is not None:
                 self._send(ex)
             else:
@@ -204,7 +211,11 @@ class ClientConnection(asyncio.Protocol):
         rt = server.runtime
         head = ex.head
         self.phase = ACTIVE
-        m = rt.table.match(head.method, host_key(head.host), head.path, head.headers)
+        host = head.host
+        if host != self.host_raw:
+            self.host_raw = host
+            self.host_route = host_key(host)
+        m = rt.table.match(head.method, self.host_route, head.path, head.headers)
         if m is None:
             self._respond_local(ex, 404, "no route matches this request")
             return
@@ -222,7 +233,7 @@ class ClientConnection(asyncio.Protocol):
         now = self.loop_time()
         ex.started = now
         self.read_timeout = up.read_timeout
-        self.deadline = now + up.read_timeout
+        self.deadline = server.now + up.read_timeout
         target.inflight += 1
         if head.expect_continue:
             # We read the body only once the upstream side is settled; tell the client to send it.
@@ -251,12 +262,14 @@ class ClientConnection(asyncio.Protocol):
         ex.upstream = conn
         conn.client = self
         conn.uses += 1
-        conn.parser.head_request = ex.head.method == b"HEAD"
+        parser = conn.parser
+        parser.handler = self  # response heads and ends come straight here
+        parser.head_request = ex.head.method == b"HEAD"
         if self.write_paused:
             conn.pause_reading()
-        else:
+        elif conn.reading_paused:
             conn.resume_reading()
-        if ex.req_done or ex.buffered > self.server.runtime.limits.request_buffer:
+        if ex.req_done or ex.buffered > self.lim.request_buffer:
             self._send(ex)
 
     def _send(self, ex: Exchange) -> None:
@@ -447,13 +460,12 @@ class ClientConnection(asyncio.Protocol):
             self.flush()
             self.outbox.close(self.transport)
             return
-        lim = self.server.runtime.limits
         if self.parser.in_head:
             self.phase = HEAD
-            self.deadline = self.loop_time() + lim.header_timeout
+            self.deadline = self.server.now + self.lim.header_timeout
         else:
             self.phase = IDLE
-            self.deadline = self.loop_time() + lim.keepalive_timeout
+            self.deadline = self.server.now + self.lim.keepalive_timeout
 
     def flush(self) -> None:
         """Hand what was gathered for the client to the outbox (written at the loop iteration's end)."""

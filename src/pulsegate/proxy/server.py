@@ -38,6 +38,10 @@ class Server:
         self.runtime = Runtime.build(config)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.outbox: Outbox = None  # type: ignore[assignment]  # set by start()
+        #: A coarse clock for deadlines (loop time, refreshed each sweep): reading an attribute is
+        #: cheaper than calling loop.time() several times per request, and deadlines only need
+        #: the sweep's own precision.
+        self.now = 0.0
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.reuse_port = reuse_port
@@ -52,6 +56,7 @@ class Server:
         """Bind to the loop that will run the connections (done by :meth:`start`)."""
         self.loop = loop
         self.outbox = Outbox(loop)
+        self.now = loop.time()
 
     def forget(self, conn: ClientConnection) -> None:
         """A client connection closed."""
@@ -97,6 +102,7 @@ class Server:
 
     def sweep(self, now: float) -> None:
         """Fire every expired deadline (connections, pools). Deterministic given ``now``."""
+        self.now = now
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.on_timeout(now)
         for up in self.runtime.upstreams.values():

@@ -82,7 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection answer nothing we sent: the stream is out of sync.
             self.close()
             return
-        client.deadline = client.loop_time() + client.read_timeout
+        client.deadline = client.server.now + client.read_timeout
         try:
             self.parser.feed(data)
         except UpstreamError as exc:

@@ -378,8 +378,6 @@ class RouteTable(Generic[P]):
                 return found
 
         wild = self._wild
-        if self._default is not None and (f := self._default.match(method, path, headers)) is not None:
-            return f
         if wild:
             # Walk the label suffixes, longest (most specific) first: ".b.example.com",
             # ".example.com", ".com". Cost grows with the host's depth, not the wildcard count.
