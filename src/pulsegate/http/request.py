@@ -65,6 +65,8 @@ def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int])
 
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
 _CONNECTION_KEEP = frozenset((b"close", b"keep-alive", b"upgrade"))
+#: Connection values that name no other header: skip splitting them.
+_SIMPLE_CONNECTION = frozenset((b"close", b"keep-alive"))
 
 
 class RequestHandler(Protocol):
@@ -97,6 +99,7 @@ class RequestParser:
         "_completed",
         "_error",
         "_handler",
+        "_head_class",
         "_head_size",
         "_headers",
         "_in_head",
@@ -108,8 +111,18 @@ class RequestParser:
         "_url",
     )
 
-    def __init__(self, handler: RequestHandler, *, max_header_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        handler: RequestHandler,
+        *,
+        max_header_bytes: int,
+        max_body_bytes: int,
+        head_class: type[RequestHead] = RequestHead,
+    ) -> None:
         self._handler = handler
+        #: What heads are built as: a subclass lets the caller hang its per-request state on the
+        #: head and allocate one object per request instead of two.
+        self._head_class = head_class
         self._max_head = max_header_bytes
         self._max_body = max_body_bytes
         self._url = b""
@@ -250,9 +263,9 @@ class RequestParser:
 
     def _make_head(self, method: bytes, url: bytes, minor: int) -> RequestHead:
         if url[:1] == b"/":
-            return RequestHead(method, url, minor)
+            return self._head_class(method, url, minor)
         if url == b"*" and method == b"OPTIONS":
-            return RequestHead(method, url, minor)
+            return self._head_class(method, url, minor)
         low = url[:8].lower()
         if low.startswith((b"http://", b"https://")):
             # absolute-form (RFC 9112 §3.2.2): the authority replaces Host.
@@ -263,7 +276,7 @@ class RequestParser:
                 self._fail("invalid absolute-form request target", 400)
             if target[:1] != b"/":
                 target = b"/" + target
-            head = RequestHead(method, target, minor)
+            head = self._head_class(method, target, minor)
             head.host = authority
             head.host_count = 1  # the authority is the host; Host headers are ignored
             return head
@@ -296,7 +309,7 @@ class RequestParser:
             elif kind == _CONN:
                 saw_connection = True
                 low = value.lower()
-                if low != b"keep-alive" and low != b"close":
+                if low not in _SIMPLE_CONNECTION:
                     for token in split_tokens(low):
                         if token not in _CONNECTION_KEEP:
                             drop_named = drop_named or []

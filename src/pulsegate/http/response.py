@@ -142,7 +142,7 @@ class ResponseParser:
                 head.chunked = True
             elif kind == _CONN:
                 low = value.lower()
-                if low != b"keep-alive" and low != b"close":  # the usual values need no split
+                if low not in _CONNECTION_KEEP:  # the usual values need no split
                     for token in split_tokens(low):
                         if token not in _CONNECTION_KEEP:
                             drop_named = drop_named or []

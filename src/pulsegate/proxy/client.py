@@ -73,7 +73,10 @@ class ClientConnection(asyncio.Protocol):
         self.host_raw = b""
         self.host_route = b""
         self.parser = RequestParser(
-            self, max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes
+            self,
+            head_class=Exchange,
+            max_header_bytes=lim.max_header_bytes,
+            max_body_bytes=lim.max_body_bytes,
         )
         self.client_ip = b""
         #: The exchange being answered (its response is what the client receives next).
@@ -156,7 +159,9 @@ class ClientConnection(asyncio.Protocol):
     # -- RequestHandler (called by the parser) -------------------------------------------------
 
     def on_head(self, head: RequestHead) -> None:
-        ex = Exchange(head, self.server.next_request_id() if head.request_id is None else head.request_id)
+        ex = cast(Exchange, head)  # the parser builds Exchange heads (head_class below)
+        if ex.request_id is None:
+            ex.request_id = self.server.next_request_id()
         self.parsing = ex
         if self.ex is None:
             self.ex = ex
@@ -170,7 +175,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.parsing
         if ex is None or ex.discard:
             return
-        if ex.head.chunked:
+        if ex.chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         conn = ex.upstream
         if ex.head_sent and conn is not None:
@@ -195,7 +200,7 @@ class ClientConnection(asyncio.Protocol):
             if ex.resp_done:
                 self._advance(ex)
             return
-        if ex.head.chunked:
+        if ex.chunked:
             if ex.head_sent and ex.upstream is not None:
                 assert ex.upstream.transport is not None
                 self.outbox.write(ex.upstream.transport, LAST_CHUNK)
@@ -209,7 +214,7 @@ class ClientConnection(asyncio.Protocol):
     def _start(self, ex: Exchange) -> None:
         server = self.server
         rt = server.runtime
-        head = ex.head
+        head = ex
         self.phase = ACTIVE
         host = head.host
         if host != self.host_raw:
@@ -264,7 +269,7 @@ class ClientConnection(asyncio.Protocol):
         conn.uses += 1
         parser = conn.parser
         parser.handler = self  # response heads and ends come straight here
-        parser.head_request = ex.head.method == b"HEAD"
+        parser.head_request = ex.method == b"HEAD"
         if self.write_paused:
             conn.pause_reading()
         elif conn.reading_paused:
@@ -295,7 +300,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.ex
         assert ex is not None
         status = head.status
-        req = ex.head
+        req = ex
         if status < 200:
             if status == 101:
                 # We strip Upgrade, so a switch we never asked for is a protocol error.
@@ -326,7 +331,7 @@ class ClientConnection(asyncio.Protocol):
             b"Via: ",
             _VIA if head.via is None else head.via + b", " + _VIA,
             b"\r\nX-Request-Id: ",
-            ex.request_id,
+            ex.request_id or b"",
             CRLF,
         )
         if not keep:
@@ -399,7 +404,7 @@ class ClientConnection(asyncio.Protocol):
             and conn.uses > 1
             and not ex.retried
             and ex.req_done
-            and ex.head.method in _IDEMPOTENT
+            and ex.method in _IDEMPOTENT
             and ex.pool is not None
         ):
             # A pooled connection the upstream had already closed: nothing was processed. Retry
@@ -432,8 +437,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _respond_local(self, ex: Exchange, status: int, detail: str) -> None:
         """Answer with the gateway's own response; the request body (if any) is read and dropped."""
-        keep = ex.head.keep_alive and not self.closing and not self.server.draining
-        self.wbuf.append(error_response(status, detail, ex.request_id, close=not keep))
+        keep = ex.keep_alive and not self.closing and not self.server.draining
+        self.wbuf.append(error_response(status, detail, ex.request_id or b"", close=not keep))
         ex.resp_started = ex.resp_done = True
         ex.client_keep = keep
         ex.body = []
@@ -485,7 +490,7 @@ class ClientConnection(asyncio.Protocol):
             self._end_target(ex)
             conn.close()
         if self.ex is None or ex is self.ex:
-            rid = ex.request_id if ex is not None else self.server.next_request_id()
+            rid = ex.request_id if ex is not None and ex.request_id else self.server.next_request_id()
             self.wbuf.append(error_response(exc.status, exc.reason, rid, close=True))
         self.flush()
         self.closing = True

@@ -36,8 +36,9 @@ def host_key(host: bytes) -> bytes:
     return host.lower()
 
 
-class Exchange:
-    """One request/response pair on a client connection."""
+class Exchange(RequestHead):
+    """One request/response pair on a client connection: the parsed request head (the parser
+    builds heads of this class, so a request costs one object) plus the proxy's state for it."""
 
     __slots__ = (
         "aborted",
@@ -46,12 +47,10 @@ class Exchange:
         "client_keep",
         "discard",
         "framing",
-        "head",
         "head_bytes",
         "head_sent",
         "pool",
         "req_done",
-        "request_id",
         "resp_done",
         "resp_started",
         "retried",
@@ -61,9 +60,8 @@ class Exchange:
         "upstream_keep",
     )
 
-    def __init__(self, head: RequestHead, request_id: bytes) -> None:
-        self.head = head
-        self.request_id = request_id
+    def __init__(self, method: bytes, target: bytes, version: int) -> None:
+        super().__init__(method, target, version)
         self.route: RouteRuntime | None = None
         self.pool: TargetPool | None = None
         self.upstream: UpstreamConnection | None = None
@@ -88,7 +86,7 @@ class Exchange:
     def build_request_head(self, route: RouteRuntime, target_host: bytes, client_ip: bytes) -> bytes:
         """The request line and headers for the upstream: end-to-end headers as received, our
         framing, and the forwarding headers (``X-Forwarded-*``, ``Via``, ``X-Request-Id``)."""
-        head = self.head
+        head = self
         target = head.target
         strip = route.strip
         if strip is not None and head.path.startswith(strip):
@@ -113,11 +111,11 @@ class Exchange:
             b"Via: ",
             _VIA if head.via is None else head.via + b", " + _VIA,
             b"\r\nX-Request-Id: ",
-            self.request_id,
+            self.request_id or b"",
             b"\r\n\r\n",
         )
         return b"".join(parts)
 
     def __repr__(self) -> str:
-        h = self.head
-        return f"<Exchange {h.method.decode()} {h.target!r} id={self.request_id.decode()}>"
+        rid = (self.request_id or b"-").decode()
+        return f"<Exchange {self.method.decode()} {self.target!r} id={rid}>"
