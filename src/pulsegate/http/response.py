@@ -44,12 +44,17 @@ _CONNECTION_KEEP = frozenset((b"close", b"keep-alive"))
 _KIND_BY_SPELLING: dict[bytes, int] = {}
 
 
-class ResponseHandler(Protocol):
-    """What the parser reports to; the proxy's upstream connection implements it."""
+class ResponseHeadHandler(Protocol):
+    """Receives response heads and ends (may change between responses)."""
 
     def on_response_head(self, head: ResponseHead) -> None: ...
-    def on_response_body(self, data: bytes) -> None: ...
     def on_response_end(self) -> None: ...
+
+
+class ResponseHandler(ResponseHeadHandler, Protocol):
+    """What the parser reports to; the proxy's upstream connection implements it."""
+
+    def on_response_body(self, data: bytes) -> None: ...
 
 
 class ResponseParser:
@@ -73,7 +78,7 @@ class ResponseParser:
     )
 
     def __init__(self, handler: ResponseHandler) -> None:
-        self.handler = handler
+        self.handler: ResponseHeadHandler = handler
         self._body_handler = handler
         self._headers: list[tuple[bytes, bytes]] = []
         self._in_head = True

@@ -20,7 +20,15 @@ from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
 from pulsegate.http.request import RequestParser
 from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, error_response, status_line
-from pulsegate.proxy.exchange import Exchange, host_key
+from pulsegate.proxy.exchange import (
+    BODY_CHUNKED,
+    BODY_CLOSE,
+    BODY_LENGTH,
+    BODY_NONE,
+    Exchange,
+    frame_chunk,
+    host_key,
+)
 
 if TYPE_CHECKING:
     from pulsegate.proxy.server import Server
@@ -31,8 +39,6 @@ IDLE, HEAD, ACTIVE = 0, 1, 2
 # Reasons to stop reading from the client; reading resumes when none is left.
 BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE = 1, 2, 4
 
-# Framing of the response body towards the client.
-BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _VIA = b"1.1 pulsegate"
 
@@ -175,14 +181,16 @@ class ClientConnection(asyncio.Protocol):
         ex = self.parsing
         if ex is None or ex.discard:
             return
-        if ex.chunked:
-            data = b"%x\r\n%s\r\n" % (len(data), data)
+        framed = frame_chunk(data) if ex.chunked else data
         conn = ex.upstream
         if ex.head_sent and conn is not None:
             assert conn.transport is not None
-            self.outbox.write(conn.transport, data)
+            self.outbox.write(conn.transport, framed)
             return
-        ex.body.append(data)
+        if isinstance(framed, bytes):
+            ex.body.append(framed)
+        else:
+            ex.body += framed
         ex.buffered += len(data)
         if ex.buffered > self.lim.request_buffer:
             if ex is self.ex and conn is not None:
@@ -341,28 +349,23 @@ class ClientConnection(asyncio.Protocol):
         parts.append(CRLF)
         self.wbuf.append(b"".join(parts))
 
-    def on_response_body(self, data: bytes) -> None:
-        ex = self.ex
-        assert ex is not None
-        if ex.framing == BODY_CHUNKED:
-            self.wbuf.append(b"%x\r\n%s\r\n" % (len(data), data))
-        elif ex.framing != BODY_NONE:
-            self.wbuf.append(data)
-
     def on_response_end(self) -> None:
         ex = self.ex
         assert ex is not None
         if ex.framing == BODY_CHUNKED:
             self.wbuf.append(LAST_CHUNK)
         conn = ex.upstream
-        assert conn is not None
+        pool = ex.pool
+        assert conn is not None and pool is not None
         ex.upstream = None
         conn.client = None
         now = self.loop_time()
-        self._end_target(ex, now)
-        assert ex.pool is not None
+        target = pool.target
+        target.inflight -= 1
+        target.observe_latency((now - ex.started) * 1e6)
+        ex.started = 0.0
         if ex.upstream_keep and ex.req_done and ex.head_sent:
-            ex.pool.release(conn, now)
+            pool.release(conn, now)
         else:
             conn.close()  # the upstream still expects request bytes, or asked to close
         ex.resp_done = True

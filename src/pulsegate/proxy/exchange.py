@@ -21,6 +21,23 @@ if TYPE_CHECKING:
 
 _VIA = b"1.1 pulsegate"
 
+# Framing of the response body towards the client.
+BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
+
+# Below this, one chunk is built by copying; above, its framing goes around the data in a writev.
+_COPY_CHUNK_MAX = 4096
+
+
+def frame_chunk(data: bytes) -> bytes | list[bytes]:
+    """``data`` as one chunk of a chunked body (RFC 9112 §7.1), without copying large data.
+
+    >>> frame_chunk(b"abc")
+    b'3\\r\\nabc\\r\\n'
+    """
+    if len(data) <= _COPY_CHUNK_MAX:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+    return [b"%x\r\n" % len(data), data, CRLF]
+
 
 def host_key(host: bytes) -> bytes:
     """The routing form of a Host value: lower-case, without port or trailing dot."""

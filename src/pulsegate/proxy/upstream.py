@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
 from pulsegate.http.response import ResponseParser
+from pulsegate.proxy.exchange import BODY_CHUNKED, BODY_NONE, frame_chunk
 
 if TYPE_CHECKING:
     from pulsegate.proxy.client import ClientConnection
@@ -111,8 +112,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.client.on_response_head(head)
 
     def on_response_body(self, data: bytes) -> None:
-        assert self.client is not None
-        self.client.on_response_body(data)
+        # Body bytes are bound here by httptools once; frame them for the client directly.
+        client = self.client
+        assert client is not None and client.ex is not None
+        framing = client.ex.framing
+        if framing == BODY_CHUNKED:
+            framed = frame_chunk(data)
+            if isinstance(framed, bytes):
+                client.wbuf.append(framed)
+            else:
+                client.wbuf += framed
+        elif framing != BODY_NONE:
+            client.wbuf.append(data)
 
     def on_response_end(self) -> None:
         assert self.client is not None
