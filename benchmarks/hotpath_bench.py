@@ -19,6 +19,7 @@ import uvloop
 
 from pulsegate.config import load_config_text
 from pulsegate.proxy.client import ClientConnection
+from pulsegate.proxy.outbox import Outbox
 from pulsegate.proxy.pool import IDLE
 from pulsegate.proxy.server import Server
 from pulsegate.proxy.upstream import UpstreamConnection
@@ -75,6 +76,15 @@ class MemoryTransport:
         pass
 
 
+class ManualOutbox(Outbox):
+    """An outbox that never schedules its own flush (there is no running loop to run it)."""
+
+    __slots__ = ()
+
+    def write(self, transport: Any, data: bytes | list[bytes]) -> None:
+        self._items.append((transport, data))
+
+
 def measure(requests: int, request: bytes) -> float:
     """Nanoseconds of Python per proxied request."""
     loop = uvloop.new_event_loop()
@@ -82,6 +92,8 @@ def measure(requests: int, request: bytes) -> float:
     try:
         server = Server(load_config_text(CONFIG))
         server.attach_loop(loop)
+        # The loop does not run here: flush by hand, as the loop does once per iteration.
+        server.outbox = ManualOutbox(loop)
         flush = server.outbox.flush
         pool = next(iter(server.runtime.upstreams["bench"].pools.values()))
         up = UpstreamConnection(pool)

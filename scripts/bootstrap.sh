@@ -17,6 +17,11 @@ if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
     exit 1
   fi
 fi
+want=$("$py" -c 'import sys; print(sys.base_prefix)')
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.base_prefix)')" != "$want" ]; then
+  echo "bootstrap: $venv was made with another Python; recreating it with $py"
+  rm -rf "$venv"
+fi
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -e '.[dev]'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import hotpath_bench  # noqa: E402
+import hotpath_bench
 
 
 def test_hot_path_python_cost_is_printed_and_sane() -> None:
