@@ -14,7 +14,7 @@ import uvloop
 import yaml
 
 from pulsegate.config import load_config_text
-from pulsegate.origin import Origin
+from pulsegate.origin import Origin, first_header
 from pulsegate.proxy.server import Server
 
 T = TypeVar("T")
@@ -76,11 +76,7 @@ class Response:
     keep_alive: bool = True
 
     def header(self, name: str) -> bytes | None:
-        key = name.lower().encode()
-        for n, v in self.headers:
-            if n.lower() == key:
-                return v
-        return None
+        return first_header(self.headers, name)
 
 
 class _RespCollector:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -72,38 +71,41 @@ def _run_loop(body: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 
 async def _serve(config: GatewayConfig, stop: asyncio.Event) -> int:
-    from pulsegate.proxy.server import Server, bound_urls
+    from pulsegate.proxy.server import bound_urls
+
+    return await _serve_until(
+        config, stop, lambda bound: f"pulsegate: listening on {', '.join(bound_urls(bound))}", hint=""
+    )
+
+
+async def _demo(listen: str, stop: asyncio.Event) -> int:
+    from pulsegate.demo import banner, demo_config, start_services, stop_services
+    from pulsegate.proxy.server import bound_urls
+
+    services, addresses = await start_services()
+    try:
+        config = demo_config(listen, addresses)
+        return await _serve_until(
+            config, stop, lambda bound: banner(bound_urls(bound)), hint=" (try --listen 127.0.0.1:0)"
+        )
+    finally:
+        await stop_services(services)
+
+
+async def _serve_until(
+    config: GatewayConfig, stop: asyncio.Event, ready: Callable[[list[tuple[str, int]]], str], hint: str
+) -> int:
+    """Serve ``config`` until ``stop`` is set, then drain; prints ``ready(bound)`` once listening."""
+    from pulsegate.proxy.server import Server
 
     server = Server(config)
     try:
         bound = await server.start()
     except OSError as exc:
-        print(f"pulsegate: cannot listen: {exc}", file=sys.stderr)
+        print(f"pulsegate: cannot listen: {exc}{hint}", file=sys.stderr)
         return EXIT_FAIL
-    print(f"pulsegate: listening on {', '.join(bound_urls(bound))}", flush=True)
+    print(ready(bound), flush=True)
     await stop.wait()
     print("pulsegate: stopping (draining in-flight requests)", flush=True)
     await server.stop(config.shutdown_timeout)
-    return EXIT_OK
-
-
-async def _demo(listen: str, stop: asyncio.Event) -> int:
-    from pulsegate.demo import banner, demo_config, start_services, stop_services
-    from pulsegate.proxy.server import Server, bound_urls
-
-    services, addresses = await start_services()
-    try:
-        config = demo_config(listen, addresses)
-        server = Server(config)
-        try:
-            bound = await server.start()
-        except OSError as exc:
-            print(f"pulsegate: cannot listen on {listen}: {exc} (try --listen 127.0.0.1:0)", file=sys.stderr)
-            return EXIT_FAIL
-        print(banner(bound_urls(bound)), flush=True)
-        await stop.wait()
-        with contextlib.suppress(TimeoutError):
-            await server.stop(config.shutdown_timeout)
-    finally:
-        await stop_services(services)
     return EXIT_OK

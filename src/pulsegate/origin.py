@@ -31,6 +31,19 @@ import httptools
 from pulsegate.http.writer import status_line
 
 
+def first_header(headers: Sequence[tuple[bytes, bytes]], name: str) -> bytes | None:
+    """The value of the first header called ``name`` (case-insensitive), or None.
+
+    >>> first_header([(b"Content-Type", b"text/plain")], "content-type")
+    b'text/plain'
+    """
+    key = name.lower().encode()
+    for n, v in headers:
+        if n.lower() == key:
+            return v
+    return None
+
+
 @dataclass
 class Request:
     """A request as the origin received it."""
@@ -47,11 +60,7 @@ class Request:
 
     def header(self, name: str) -> bytes | None:
         """The first header of that name (case-insensitive), or None."""
-        key = name.lower().encode()
-        for n, v in self.headers:
-            if n.lower() == key:
-                return v
-        return None
+        return first_header(self.headers, name)
 
     def header_all(self, name: str) -> list[bytes]:
         key = name.lower().encode()

@@ -77,6 +77,24 @@ class RequestHandler(Protocol):
     def on_end(self) -> None: ...
 
 
+def named_in_connection(
+    value: bytes, keep: frozenset[bytes], found: list[bytes] | None
+) -> list[bytes] | None:
+    """Header names a Connection value lists (beyond ``keep``), added to ``found``.
+
+    >>> named_in_connection(b"keep-alive, X-Secret", frozenset((b"keep-alive",)), None)
+    [b'x-secret']
+    """
+    low = value.lower()
+    if low in _SIMPLE_CONNECTION:
+        return found  # the usual values name nothing: skip the split
+    for token in split_tokens(low):
+        if token not in keep:
+            found = found or []
+            found.append(token)
+    return found
+
+
 def split_tokens(value: bytes) -> list[bytes]:
     """Lower-cased, stripped members of a comma-separated header value.
 
@@ -308,12 +326,7 @@ class RequestParser:
                 head.chunked = True
             elif kind == _CONN:
                 saw_connection = True
-                low = value.lower()
-                if low not in _SIMPLE_CONNECTION:
-                    for token in split_tokens(low):
-                        if token not in _CONNECTION_KEEP:
-                            drop_named = drop_named or []
-                            drop_named.append(token)
+                drop_named = named_in_connection(value, _CONNECTION_KEEP, drop_named)
             elif kind == _EXPECT:
                 if value.strip().lower() != b"100-continue":
                     self._fail("unsupported expectation", 417)

@@ -24,7 +24,7 @@ import httptools
 
 from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
-from pulsegate.http.request import header_kind, serialize_kept, split_tokens
+from pulsegate.http.request import header_kind, named_in_connection, serialize_kept
 
 _KEEP, _CL, _TE, _CONN, _DROP, _VIA = range(6)
 _SPECIAL: dict[bytes, int] = {
@@ -146,12 +146,7 @@ class ResponseParser:
                     raise UpstreamError("unsupported Transfer-Encoding in response", status=502)
                 head.chunked = True
             elif kind == _CONN:
-                low = value.lower()
-                if low not in _CONNECTION_KEEP:  # the usual values need no split
-                    for token in split_tokens(low):
-                        if token not in _CONNECTION_KEEP:
-                            drop_named = drop_named or []
-                            drop_named.append(token)
+                drop_named = named_in_connection(value, _CONNECTION_KEEP, drop_named)
             elif kind == _VIA:
                 head.via = value if head.via is None else head.via + b", " + value
         if drop_named:
