@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/routing_bench.py            # full run (~10 s), exit 1 on FAIL
     python benchmarks/routing_bench.py --quick    # smoke run: same output, verdict not enforced
+    python benchmarks/routing_bench.py --detail   # also ns per request kind, 10 and 10,000 routes
 
 Every table holds the same 10 "core" routes (prefix/exact paths on a few exact hosts, wildcard
 hosts, method- and header-conditioned rules, and the same 3 regex rules) plus filler routes up
@@ -102,9 +103,12 @@ def rules(size: int) -> list[RouteRule[str]]:
     return CORE + [filler(k) for k in range(size - len(CORE))]
 
 
-def time_lookups(fn: Callable[[bytes, bytes, bytes, Headers], object], iterations: int) -> int:
-    """Nanoseconds for ``iterations`` passes over the request mix."""
-    reqs: list[Request] = [(m, h, p, hd) for m, h, p, hd, _ in REQUESTS]
+def time_lookups(
+    fn: Callable[[bytes, bytes, bytes, Headers], object], iterations: int, reqs: list[Request] | None = None
+) -> int:
+    """Nanoseconds for ``iterations`` passes over the request mix (or over ``reqs``)."""
+    if reqs is None:
+        reqs = [(m, h, p, hd) for m, h, p, hd, _ in REQUESTS]
     t0 = time.perf_counter_ns()
     for _ in range(iterations):
         for m, h, p, hd in reqs:
@@ -116,9 +120,24 @@ def _noop(method: bytes, host: bytes, path: bytes, headers: Headers) -> None:
     return None
 
 
+def print_detail(tables: dict[int, RouteTable[str]], iterations: int, repeats: int) -> None:
+    small, large = SIZES[0], SIZES[-1]
+    print(f"{'request':<52} {'expect':>8} {small:>7} {large:>7}  (ns/lookup)")
+    for m, h, p, hd, want in REQUESTS:
+        one: list[Request] = [(m, h, p, hd)] * 16
+        ns = {
+            size: min(time_lookups(tables[size].match, iterations // 4, one) for _ in range(repeats))
+            / (len(one) * (iterations // 4))
+            for size in (small, large)
+        }
+        label = f"{m.decode()} {h.decode() or '-'} {p.decode()}"
+        print(f"{label:<52} {want or 'miss':>8} {ns[small]:>7.0f} {ns[large]:>7.0f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few iterations, never fails")
+    parser.add_argument("--detail", action="store_true", help="also time each request kind on its own")
     args = parser.parse_args(argv)
     iterations, repeats = (300, 2) if args.quick else (20_000, 7)
 
@@ -149,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'routes':>8} {'build_ms':>10} {'ns/lookup':>10}")
     for size in SIZES:
         print(f"{size:>8} {build_ms[size]:>10.1f} {best[size]:>10.0f}")
+    if args.detail:
+        print_detail(tables, iterations, repeats)
     ratio = best[SIZES[-1]] / best[SIZES[0]]
     print(f"ratio {SIZES[-1]}/{SIZES[0]}: {ratio:.2f} (limit {LIMIT:.2f})")
     ok = ratio < LIMIT

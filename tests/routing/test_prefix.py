@@ -40,7 +40,11 @@ def test_chain_is_longest_proper_prefix_key(keys: list[bytes]) -> None:
 
 def test_examples() -> None:
     idx = PrefixIndex([b"/api/", b"/api/v1/", b"/api/v1/users/", b"/b", b"/api/v2/"])
-    assert [idx.keys[i] for i in idx.matches(b"/api/v1/users/7")] == [b"/api/v1/users/", b"/api/v1/", b"/api/"]
+    assert [idx.keys[i] for i in idx.matches(b"/api/v1/users/7")] == [
+        b"/api/v1/users/",
+        b"/api/v1/",
+        b"/api/",
+    ]
     # The largest key <= path is /api/v1/users/ which is not a prefix: the chain is walked.
     assert [idx.keys[i] for i in idx.matches(b"/api/v1/x")] == [b"/api/v1/", b"/api/"]
     assert [idx.keys[i] for i in idx.matches(b"/api/v3")] == [b"/api/"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from pulsegate.routing import Match, RouteRule, RouteTable
 
-Headers = list[tuple[bytes, bytes]]
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 def R(name: str, **kw: object) -> RouteRule[str]:
@@ -16,7 +19,11 @@ def R(name: str, **kw: object) -> RouteRule[str]:
 
 
 def pick(
-    table: RouteTable[str], path: bytes = b"/", host: bytes = b"h.test", method: bytes = b"GET", headers: Headers | None = None
+    table: RouteTable[str],
+    path: bytes = b"/",
+    host: bytes = b"h.test",
+    method: bytes = b"GET",
+    headers: Headers | None = None,
 ) -> str | None:
     m = table.match(method, host, path, headers or [])
     return None if m is None else m.name
@@ -26,7 +33,9 @@ def pick(
 
 
 def test_match_fields_identity_and_immutability() -> None:
-    t = RouteTable([R("p", path_prefix="/api/"), R("e", path="/x"), R("r", path_regex="/r"), R("root", path_prefix="/")])
+    t = RouteTable(
+        [R("p", path_prefix="/api/"), R("e", path="/x"), R("r", path_regex="/r"), R("root", path_prefix="/")]
+    )
     m = t.match(b"GET", b"", b"/api/v1", [])
     assert m is not None
     assert (m.name, m.payload, m.prefix) == ("p", "p", b"/api/")
@@ -120,13 +129,43 @@ def test_host_rules_are_case_insensitive_and_idna() -> None:
     assert pick(t, host=b"shop.xn--bcher-kva.de") == "w"
 
 
-def test_many_wildcards_only_suffixes_of_the_host_are_looked_up() -> None:
+class CountingDict(dict[bytes, object]):
+    gets = 0
+
+    def get(self, key: bytes, default: object = None) -> object:
+        CountingDict.gets += 1
+        return super().get(key, default)
+
+
+def test_many_wildcards_cost_one_lookup_per_host_label_not_per_rule() -> None:
     rules = [R(f"w{i}", host=f"*.d{i}.test") for i in range(2000)]
     t = RouteTable([*rules, R("deep", host="*.x.y.z.d7.test")])
-    assert pick(t, host=b"a.d1234.test") == "w1234"
-    assert pick(t, host=b"a.x.y.z.d7.test") == "deep"
-    assert pick(t, host=b"x.y.z.d7.test") == "w7"
-    assert pick(t, host=b"a.d99999.test") is None
+    t._wild = CountingDict(t._wild)  # type: ignore[assignment]
+    for host, want in [
+        (b"a.d1234.test", "w1234"),
+        (b"a.x.y.z.d7.test", "deep"),
+        (b"x.y.z.d7.test", "w7"),
+        (b"a.d99999.test", None),
+        (b"test", None),
+    ]:
+        CountingDict.gets = 0
+        assert pick(t, host=host) == want
+        assert CountingDict.gets <= host.count(b".")
+        CountingDict.gets = 0
+        assert pick(t, host=host) == want
+        assert CountingDict.gets == 0  # second time: answered from the host cache
+
+
+def test_host_cache_is_bounded_and_transparent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RouteTable, "HOST_CACHE_SIZE", 3)
+    t = RouteTable([R("w", host="*.a.test"), R("e", host="x.a.test"), R("any", path="/any")])
+    for _ in range(3):
+        for i in range(10):
+            assert pick(t, b"/", f"h{i}.a.test".encode()) == "w"
+            assert pick(t, b"/", b"x.a.test") == "e"
+            assert pick(t, b"/any", f"h{i}.b.test".encode()) == "any"
+            assert pick(t, b"/", f"h{i}.b.test".encode()) is None
+            assert len(t._cache) <= 3
 
 
 # --- (2) path -------------------------------------------------------------------------------------
@@ -140,7 +179,9 @@ def test_exact_path_beats_prefix_of_same_text_and_earlier_rules() -> None:
 
 
 def test_longest_prefix_wins_regardless_of_order() -> None:
-    t = RouteTable([R("short", path_prefix="/api/"), R("long", path_prefix="/api/v1/"), R("mid", path_prefix="/api/v")])
+    t = RouteTable(
+        [R("short", path_prefix="/api/"), R("long", path_prefix="/api/v1/"), R("mid", path_prefix="/api/v")]
+    )
     assert pick(t, b"/api/v1/x") == "long"
     assert pick(t, b"/api/v2") == "mid"
     assert pick(t, b"/api/x") == "short"
@@ -211,7 +252,13 @@ def test_same_key_more_conditions_first_then_config_order() -> None:
 
 @pytest.mark.parametrize("kind", ["path", "path_prefix", "path_regex"])
 def test_same_key_unconditional_rule_is_taken_before_shorter_keys(kind: str) -> None:
-    t = RouteTable([R("short", path_prefix="/"), R("cond", **{kind: "/k", "methods": ("PUT",)}), R("plain", **{kind: "/k"})])
+    t = RouteTable(
+        [
+            R("short", path_prefix="/"),
+            R("cond", **{kind: "/k", "methods": ("PUT",)}),
+            R("plain", **{kind: "/k"}),
+        ]
+    )
     assert pick(t, b"/k", method=b"PUT") == "cond"
     assert pick(t, b"/k") == "plain"
 
@@ -246,7 +293,9 @@ def test_failed_conditions_continue_down_the_order() -> None:
 def test_identical_regexes_share_a_key() -> None:
     # The two "/r" rules form one group at the position of the first; inside it, more
     # conditions first. "/.*" comes after that group even though it precedes the second "/r".
-    t = RouteTable([R("r", path_regex="/r"), R("any", path_regex="/.*"), R("r-get", path_regex="/r", methods=("GET",))])
+    t = RouteTable(
+        [R("r", path_regex="/r"), R("any", path_regex="/.*"), R("r-get", path_regex="/r", methods=("GET",))]
+    )
     assert pick(t, b"/r") == "r-get"
     assert pick(t, b"/r", method=b"PUT") == "r"
     assert pick(t, b"/x") == "any"
@@ -291,7 +340,11 @@ class CountingName(bytes):
 
 
 def test_headers_not_lowercased_when_no_candidate_rule_has_header_conditions() -> None:
-    headers = [(CountingName(b"Accept"), b"x"), (CountingName(b"X-Tenant"), b"t"), (CountingName(b"Cookie"), b"c")]
+    headers = [
+        (CountingName(b"Accept"), b"x"),
+        (CountingName(b"X-Tenant"), b"t"),
+        (CountingName(b"Cookie"), b"c"),
+    ]
     t = RouteTable(
         [
             R("tenant", host="t.test", path_prefix="/t/", headers=(("x-tenant", "t"),)),
@@ -348,3 +401,23 @@ def test_invalid_rules_raise_value_error_naming_the_route(kw: dict[str, object],
 def test_ipv6_literal_host_is_allowed() -> None:
     t = RouteTable([R("v6", host="[::1]")])
     assert pick(t, host=b"[::1]") == "v6"
+
+
+# --- docs/routing.md ------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
+
+
+def test_docs_example_and_precedence_table_hold() -> None:
+    text = DOC.read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(code, namespace)  # the example asserts its own result
+    table = namespace["table"]
+    assert isinstance(table, RouteTable)
+    rows = re.findall(r"^\| `(\w+) (\S+) (\S+)`(?: \+ `([^:`]+): ([^`]+)`)? \| `(\w+)` \|", text, re.M)
+    assert len(rows) == 7
+    for method, host, path, hname, hvalue, want in rows:
+        headers = [(hname.encode(), hvalue.encode())] if hname else []
+        m = table.match(method.encode(), host.encode(), path.encode(), headers)
+        assert m is not None and m.name == want, (method, host, path, headers)

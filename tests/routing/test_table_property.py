@@ -53,7 +53,9 @@ def rule_st(draw: st.DrawFn) -> dict[str, object]:
     elif kind == "regex":
         spec["path_regex"] = draw(st.sampled_from(REGEXES))
     # Half the rules have no method condition, half no header condition.
-    spec["methods"] = draw(st.just(()) | st.lists(st.sampled_from(METHODS), min_size=1, max_size=2).map(tuple))
+    spec["methods"] = draw(
+        st.just(()) | st.lists(st.sampled_from(METHODS), min_size=1, max_size=2).map(tuple)
+    )
     header = st.tuples(st.sampled_from(RULE_HEADER_NAMES), st.sampled_from(VALUES))
     spec["headers"] = draw(st.just(()) | st.lists(header, min_size=1, max_size=2).map(tuple))
     return spec
@@ -68,10 +70,19 @@ def specs_st(draw: st.DrawFn, max_size: int = 30) -> list[dict[str, object]]:
         spec = draw(rule_st())
         if specs:
             base = draw(st.sampled_from(specs))
-            share = draw(st.sampled_from(["nothing", "host", "host+path"]))
-            keys = {"nothing": (), "host": ("host",), "host+path": ("host", "path", "path_prefix", "path_regex")}
+            share = draw(st.sampled_from(["nothing", "host", "host+path", "nested"]))
+            keys = {
+                "nothing": (),
+                "host": ("host",),
+                "host+path": ("host", "path", "path_prefix", "path_regex"),
+                "nested": ("host",),
+            }
             for key in keys[share]:
                 spec[key] = base.get(key)
+            if share == "nested":  # a prefix that extends the earlier rule's path or prefix
+                stem = base.get("path") or base.get("path_prefix") or "/"
+                spec.pop("path", None), spec.pop("path_regex", None)
+                spec["path_prefix"] = f"{stem}{draw(st.sampled_from(['a', '/', 'b/', 'ab']))}"
         specs.append(spec)
     return specs
 
@@ -106,16 +117,22 @@ def aimed_request(draw: st.DrawFn, rule: RouteRule[int]) -> Request:
     else:
         path = draw(req_path)
     method = draw(st.sampled_from(REQ_METHODS))
-    if rule.methods and draw(st.booleans()):
+    use_methods: bool = draw(st.booleans())
+    if rule.methods and use_methods:
         method = draw(st.sampled_from(rule.methods)).upper().encode()
     headers = draw(random_headers)
-    if rule.headers and draw(st.booleans()):
-        wanted = [(draw(st.sampled_from([n.lower(), n.upper()])).encode(), v.encode()) for n, v in rule.headers]
+    use_headers: bool = draw(st.booleans())
+    if rule.headers and use_headers:
+        wanted = [
+            (draw(st.sampled_from([n.lower(), n.upper()])).encode(), v.encode()) for n, v in rule.headers
+        ]
         headers = wanted + headers if draw(st.booleans()) else headers + wanted
     return method, host, path, headers
 
 
-def reference(rules: list[RouteRule[int]], method: bytes, host: bytes, path: bytes, headers: Headers) -> int | None:
+def reference(
+    rules: list[RouteRule[int]], method: bytes, host: bytes, path: bytes, headers: Headers
+) -> int | None:
     host_s, path_s = host.decode(), path.decode()
 
     def host_tier(r: RouteRule[int]) -> tuple[int, int] | None:
@@ -136,7 +153,9 @@ def reference(rules: list[RouteRule[int]], method: bytes, host: bytes, path: byt
                 return None
             group = (r.host or "").lower()
             first = min(
-                j for j, o in enumerate(rules) if (o.host or "").lower() == group and o.path_regex == r.path_regex
+                j
+                for j, o in enumerate(rules)
+                if (o.host or "").lower() == group and o.path_regex == r.path_regex
             )
             return (2, first)
         return (3, 0)
@@ -205,3 +224,38 @@ def test_rule_order_is_only_a_tie_breaker_for_equal_keys(
                 # Regex groups are tried in config order, so only non-regex winners must agree.
                 assert (ra.path, ra.path_prefix or "/") == (rb.path, rb.path_prefix or "/")
                 assert ra.conditions() == rb.conditions()
+
+
+NESTED = ["/", "/a", "/a/", "/a/b", "/a/b/", "/a/bc", "/b"]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([None, "a.com", "*.com"]),
+            st.sampled_from(NESTED),
+            st.sampled_from([(), ("GET",), ("POST",), ("GET", "PUT")]),
+        ),
+        max_size=14,
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"GET", b"POST", b"PUT"]),
+            st.sampled_from([b"a.com", b"b.com"]),
+            st.sampled_from([b"/a/b/c", b"/a/bcd", b"/a/b", b"/a/x", b"/a", b"/b", b"/c"]),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_nested_prefixes_fall_through_like_reference(
+    specs: list[tuple[str | None, str, tuple[str, ...]]], requests: list[tuple[bytes, bytes, bytes]]
+) -> None:
+    """Dense nested prefixes with method conditions: the longest prefix's rules often all fail,
+    and the search must go on to the next shorter prefix on the chain, then the next host group."""
+    rules = [RouteRule(f"r{i}", i, host=h, path_prefix=p, methods=m) for i, (h, p, m) in enumerate(specs)]
+    table = RouteTable(rules)
+    for method, host, path in requests:
+        got = table.match(method, host, path, [])
+        assert (None if got is None else got.payload) == reference(rules, method, host, path, [])
