@@ -120,13 +120,13 @@ class RequestParser:
         "_head_class",
         "_head_size",
         "_headers",
-        "_in_head",
         "_last",
         "_max_body",
         "_max_head",
         "_p",
         "_partial",
         "_url",
+        "in_head",
     )
 
     def __init__(
@@ -145,7 +145,8 @@ class RequestParser:
         self._max_body = max_body_bytes
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = False
+        #: True while a request head has started but is not complete (for ``header_timeout``).
+        self.in_head = False
         self._head_size = 0
         self._partial = 0
         self._body_size = 0
@@ -157,16 +158,11 @@ class RequestParser:
         # so body bytes cost no extra Python frame.
         self._p = httptools.HttpRequestParser(_Callbacks(self, handler))
 
-    @property
-    def in_head(self) -> bool:
-        """True while a request head has started but is not complete (for ``header_timeout``)."""
-        return self._in_head
-
     def feed(self, data: bytes) -> None:
         """Parse ``data``; report complete heads, body bytes and message ends to the handler."""
         if self._closed:
             return  # bytes after a request that closes the connection are ignored (RFC 9112 §9.6)
-        was_in_head = self._in_head
+        was_in_head = self.in_head
         before = self._head_size if was_in_head else 0
         done_before = self._completed
         try:
@@ -186,7 +182,7 @@ class RequestParser:
             raise
         except httptools.HttpParserError as exc:
             raise DownstreamError(f"malformed request: {exc}", status=400) from None
-        if self._in_head:
+        if self.in_head:
             # A header line still being received reports nothing until it ends; count those bytes
             # so one endless header cannot grow memory past the limit. Bytes of this read not
             # reported for the current head are its unfinished tail, unless an earlier message
@@ -218,8 +214,8 @@ class RequestParser:
     # -- callbacks (called by httptools) ----------------------------------------------------------
 
     def on_url(self, url: bytes) -> None:
-        if not self._in_head:
-            self._in_head = True
+        if not self.in_head:
+            self.in_head = True
             self._url = url
             self._head_size = len(url)
         else:
@@ -229,7 +225,7 @@ class RequestParser:
             self._fail("request line too long", 431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
+        if not self.in_head:
             return  # a chunked body's trailer fields: not forwarded
         self._headers.append((name, value))
         self._head_size += len(name) + len(value) + 4
@@ -238,7 +234,7 @@ class RequestParser:
 
     def on_headers_complete(self) -> None:
         p = self._p
-        self._in_head = False
+        self.in_head = False
         self._partial = 0
         method = p.get_method()
         if method == b"CONNECT":

@@ -18,14 +18,15 @@ CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_STATUS_LINES: dict[int, bytes] = {
+#: Precomputed status lines; hot paths look up here first and fall back to status_line().
+STATUS_LINES: dict[int, bytes] = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
 
 
 def status_line(status: int) -> bytes:
     """The HTTP/1.1 status line (with CRLF) for ``status``; unknown codes get an empty reason."""
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         # Reason phrases are optional (RFC 9112 §4); an unknown code keeps the space.
         line = b"HTTP/1.1 %d \r\n" % status

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
 from pulsegate.http.request import RequestParser
-from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, error_response, status_line
+from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, STATUS_LINES, error_response, status_line
 from pulsegate.proxy.exchange import (
     BODY_CHUNKED,
     BODY_CLOSE,
@@ -165,7 +165,7 @@ class ClientConnection(asyncio.Protocol):
     # -- RequestHandler (called by the parser) -------------------------------------------------
 
     def on_head(self, head: RequestHead) -> None:
-        ex = cast(Exchange, head)  # the parser builds Exchange heads (head_class below)
+        ex: Exchange = head  # type: ignore[assignment]  # the parser builds Exchange heads
         if ex.request_id is None:
             ex.request_id = self.server.next_request_id()
         self.parsing = ex
@@ -318,7 +318,7 @@ class ClientConnection(asyncio.Protocol):
             return
         ex.resp_started = True
         keep = req.keep_alive and not self.closing and not self.server.draining
-        parts = [status_line(status), head.fields]
+        parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
         if req.method == b"HEAD" or status in (204, 304):
             framing = BODY_NONE
             if head.content_length is not None and status != 204:

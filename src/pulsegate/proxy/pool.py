@@ -74,7 +74,7 @@ class TargetPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable():
+            if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
                 conn.state = BUSY
                 self.busy += 1
                 return conn
