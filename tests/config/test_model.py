@@ -506,3 +506,16 @@ def test_limits_units() -> None:
 )
 def test_limits_rules(body: str, expected: str) -> None:
     assert problems(f"limits: {{{body}}}") == [f"gw.yaml: {expected}"]
+
+
+def test_path_regex_must_compile_as_bytes_like_the_route_table() -> None:
+    from pulsegate.config import ConfigError, load_config_text
+
+    with pytest.raises(ConfigError) as err:
+        load_config_text(
+            "upstreams: {a: {targets: ['127.0.0.1:1']}}\nroutes: [{upstream: a, match: {path_regex: '^/é'}}]",
+            source="gw.yaml",
+        )
+    assert err.value.problems == [
+        "gw.yaml: routes[0].match.path_regex: invalid regular expression: use ASCII (paths are matched undecoded)"
+    ]

@@ -90,8 +90,11 @@ def _check_path(value: str) -> str:
 
 
 def _check_regex(value: str) -> str:
+    # Paths are matched as raw bytes, so the pattern is compiled the way the route table does.
     try:
-        re.compile(value)
+        re.compile(value.encode("ascii"))
+    except UnicodeEncodeError:
+        raise ValueError("invalid regular expression: use ASCII (paths are matched undecoded)") from None
     except re.error as exc:
         raise ValueError(f"invalid regular expression: {exc}") from None
     return value
