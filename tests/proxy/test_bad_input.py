@@ -4,6 +4,7 @@ and nothing of the bad request at the upstream (asserted on the origin's raw rec
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -145,5 +146,27 @@ def test_small_body_is_withheld_until_complete() -> None:
                 assert head.startswith(b"HTTP/1.1 200")
                 w.close()
             assert o.requests[0].body == b"abc"
+
+    arun(main())
+
+
+def test_malformed_request_behind_pipelined_ones_is_refused_after_their_responses() -> None:
+    async def slow(req: Request) -> Reply:
+        await asyncio.sleep(0.05)  # the good requests are still in flight when the bad one arrives
+        return Reply(200, body=req.path)
+
+    async def main() -> None:
+        async with origins(slow) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (_, port):
+                out = await raw(
+                    port,
+                    b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"POST /bad HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+                )
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+        assert statuses == [b"200", b"200", b"400"], out
+        assert out.index(b"/one") < out.index(b"/two") < out.index(b"400 Bad Request")
+        assert [r.path for r in o.requests] == [b"/one", b"/two"]
 
     arun(main())

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # Connection phases, for the sweeper's timeout decision.
 IDLE, HEAD, ACTIVE = 0, 1, 2
 # Reasons to stop reading from the client; reading resumes when none is left.
-BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE = 1, 2, 4
+BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
 
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _VIA = b"1.1 pulsegate"
@@ -62,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         "phase",
         "queue",
         "read_timeout",
+        "rejected",
         "server",
         "transport",
         "wbuf",
@@ -98,6 +99,8 @@ class ClientConnection(asyncio.Protocol):
         self.blocked = 0
         self.write_paused = False
         self.closing = False
+        #: A malformed request behind ones still being answered: refused once they are done.
+        self.rejected: DownstreamError | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
 
     def data_received(self, data: bytes) -> None:
+        if self.rejected is not None:
+            return  # the parser failed; nothing after the bad request is read
         if self.phase == IDLE:
             self.phase = HEAD
             self.deadline = self.server.now + self.lim.header_timeout
@@ -464,6 +469,10 @@ class ClientConnection(asyncio.Protocol):
             self.ex = nxt
             self._start(nxt)
             return
+        if self.rejected is not None:
+            exc, self.rejected = self.rejected, None
+            self._reject(exc)
+            return
         if self.closing:
             self.flush()
             self.outbox.close(self.transport)
@@ -483,8 +492,20 @@ class ClientConnection(asyncio.Protocol):
             self.outbox.write(self.transport, wbuf[0] if len(wbuf) == 1 else wbuf)
 
     def _reject(self, exc: DownstreamError) -> None:
-        """Refuse a malformed request: the status, ``Connection: close``, and no upstream traffic."""
-        ex = self.parsing if self.parsing is not None and not self.parsing.resp_started else None
+        """Refuse a malformed request: the status, ``Connection: close``, and no upstream traffic.
+
+        When earlier pipelined requests are still being answered, their responses go first and
+        the error follows them (responses stay in request order)."""
+        bad = self.parsing
+        active = self.ex
+        if active is not None and bad is not active:
+            if bad is not None and bad in self.queue:
+                self.queue.remove(bad)  # never started, so it holds no upstream connection
+            self.parsing = None
+            self.rejected = exc
+            self._block(BLOCK_REJECTED)
+            return
+        ex = bad if bad is not None and not bad.resp_started else None
         if ex is not None and ex.upstream is not None:
             # A streamed body went bad: cut the upstream so it never sees a complete request.
             conn = ex.upstream
