@@ -10,7 +10,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench bench-routing fuzz clean
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+# The per-request modules are compiled with mypyc (setup.py): rebuild when they change, so tests
+# never run a stale compiled copy.
+COMPILED_SRC := $(wildcard src/pulsegate/http/*.py src/pulsegate/proxy/*.py src/pulsegate/balancing/*.py)
+
+$(STAMP): pyproject.toml setup.py scripts/bootstrap.sh $(COMPILED_SRC)
 	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 

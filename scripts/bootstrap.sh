@@ -17,6 +17,13 @@ if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
     exit 1
   fi
 fi
+# mypyc compiles the hot path (setup.py) when a C compiler and Python.h exist; fetch them as root.
+if [ -z "${PULSEGATE_PURE_PYTHON:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  if ! command -v gcc >/dev/null || [ ! -f "$inc/Python.h" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev
+  fi
+fi
 want=$("$py" -c 'import sys; print(sys.base_prefix)')
 if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.base_prefix)')" != "$want" ]; then
   echo "bootstrap: $venv was made with another Python; recreating it with $py"
