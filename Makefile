@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-routing fuzz clean
+.PHONY: demo test test-pure lint typecheck unit bench bench-routing clean
 
 # The per-request modules are compiled with mypyc (setup.py): rebuild when they change, so tests
 # never run a stale compiled copy.
@@ -33,6 +33,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The same tests on the pure-Python build (what installs without a C compiler). The next `make`
+# target rebuilds the compiled modules.
+test-pure:
+	PULSEGATE_PURE_PYTHON=1 bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	rm -f $(STAMP)
+	$(BIN)/python -m pytest -q
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/proxy_bench.py
 
@@ -41,3 +48,4 @@ bench-routing: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info
+	find src -name '*.so' -delete

@@ -31,4 +31,6 @@ if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sy
 fi
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
+# Compiled modules from an earlier build would shadow the sources: always build afresh.
+find src -name '*.so' -delete
 "$venv/bin/python" -m pip install -q -e '.[dev]'
