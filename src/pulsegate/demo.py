@@ -59,7 +59,7 @@ def echo_handler() -> Origin:
         body = {
             "method": req.method.decode(),
             "target": req.target.decode("latin-1"),
-            "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in req.headers],
+            "headers": [f"{n.decode('latin-1')}: {v.decode('latin-1')}" for n, v in req.headers],
             "body": req.body.decode("utf-8", "replace"),
         }
         return Reply(200, _JSON, json.dumps(body, indent=2).encode() + b"\n")
