@@ -344,3 +344,11 @@ def test_any_document_gives_a_config_or_one_line_problems(data: dict[str, object
         assert all(p.startswith("f: ") and "\n" not in p for p in err.problems)
     else:
         assert isinstance(cfg, GatewayConfig)
+
+
+def test_surrogate_pairs_from_yaml_escapes_are_joined_and_lone_ones_refused() -> None:
+    cfg = load_config_text('admin: {token: "\\ud800\\udc00"}', source="gw.yaml")
+    assert cfg.admin.token == "\U00010000"
+    with pytest.raises(ConfigError) as err:
+        load_config_text('admin: {token: "\\ud800"}', source="gw.yaml")
+    assert err.value.problems == ["gw.yaml: invalid YAML: a \\u escape is half of a surrogate pair"]

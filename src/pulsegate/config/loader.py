@@ -163,7 +163,7 @@ def redacted(config: GatewayConfig) -> dict[str, Any]:
 
 def _parse_yaml(text: str, source: str) -> object:
     try:
-        return yaml.safe_load(text)
+        return _join_surrogates(yaml.safe_load(text), source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
@@ -180,6 +180,39 @@ def _parse_yaml(text: str, source: str) -> object:
         raise ConfigError([f"{source}:{line}:{column}: invalid YAML: {problem}"]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error is one of the above
         raise ConfigError([f"{source}: invalid YAML: {_one_line(str(exc))}"]) from None
+
+
+def _join_surrogates(data: object, source: str) -> object:
+    """YAML escapes can spell a character beyond U+FFFF as a UTF-16 surrogate pair ("\\ud800\\udc00",
+    which PyYAML's own dumper writes); join such pairs in place, and refuse lone surrogates, which
+    are not text and would break every later encode. Aliases may make the data cyclic: each
+    container is visited once."""
+
+    def fix(value: object) -> object:
+        if not isinstance(value, str) or not any("\ud800" <= c <= "\udfff" for c in value):
+            return value
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise ConfigError([f"{source}: invalid YAML: a \\u escape is half of a surrogate pair"]) from None
+
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            for key in list(node):
+                value = node.pop(key) if fix(key) is not key else node[key]
+                node[fix(key)] = fix(value)
+                stack.append(node[fix(key)])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                node[i] = fix(value)
+                stack.append(node[i])
+    return fix(data)
 
 
 def _problem_line(source: str, path: str, reason: str) -> str:
