@@ -380,12 +380,11 @@ class ClientConnection(asyncio.Protocol):
             return
         self._advance(ex)
 
-    def _end_target(self, ex: Exchange, now: float | None = None) -> None:
+    def _end_target(self, ex: Exchange) -> None:
+        """A failed attempt leaves the target's in-flight count (failures feed no latency EWMA;
+        the successful path in on_response_end does both inline)."""
         if ex.pool is not None and ex.started:
-            t = ex.pool.target
-            t.inflight -= 1
-            if now is not None:
-                t.observe_latency((now - ex.started) * 1e6)
+            ex.pool.target.inflight -= 1
             ex.started = 0.0
 
     def upstream_failed(self, conn: UpstreamConnection, err: GatewayError) -> None:

@@ -45,10 +45,6 @@ class UpstreamConnection(asyncio.Protocol):
         #: Pool bookkeeping (pool.BUSY / IDLE / GONE).
         self.state = 0
 
-    def usable(self) -> bool:
-        t = self.transport
-        return not self.closed and t is not None and not t.is_closing()
-
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
