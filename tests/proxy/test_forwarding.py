@@ -256,3 +256,15 @@ def test_http10_keepalive() -> None:
             w.close()
 
     arun(main())
+
+
+def test_keepalive_timeout_zero_closes_after_each_response() -> None:
+    async def main() -> None:
+        async with origins(echo) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits={"keepalive_timeout": 0})
+            async with running_gateway(cfg) as (_, port):
+                out = await raw(port, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert out.count(b"HTTP/1.1 200") == 1 and b"\r\nConnection: close\r\n" in out
+        assert [r.target for r in o.requests] == [b"/a"]
+
+    arun(main())

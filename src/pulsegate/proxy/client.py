@@ -98,7 +98,8 @@ class ClientConnection(asyncio.Protocol):
         self.read_timeout = 30.0
         self.blocked = 0
         self.write_paused = False
-        self.closing = False
+        # keepalive_timeout 0: one request per connection, announced with Connection: close.
+        self.closing = lim.keepalive_timeout <= 0
         #: A malformed request behind ones still being answered: refused once they are done.
         self.rejected: DownstreamError | None = None
 
