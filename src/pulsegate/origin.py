@@ -86,6 +86,8 @@ class _State:
     requests: list[Request] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
     connections: int = 0
+    #: Requests the origin's strict parser refused (a proxy in front should never cause one).
+    bad_requests: int = 0
 
 
 class _OriginProtocol(asyncio.Protocol):
@@ -118,6 +120,7 @@ class _OriginProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError:
+            self.origin.state.bad_requests += 1
             assert self.transport is not None
             self.transport.write(
                 b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
