@@ -303,6 +303,8 @@ class RequestParser:
         saw_connection = False
         drop_named: list[bytes] | None = None
         cache = _KIND_BY_SPELLING
+        # The request and response loops look alike on purpose: each is inlined on the hot path,
+        # where a shared helper would cost a call per header.
         for name, value in headers:
             kind = cache.get(name)
             if kind is None:

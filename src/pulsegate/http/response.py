@@ -132,6 +132,8 @@ class ResponseParser:
         fields: list[bytes] = []
         drop_named: list[bytes] | None = None
         cache = _KIND_BY_SPELLING
+        # The request and response loops look alike on purpose: each is inlined on the hot path,
+        # where a shared helper would cost a call per header.
         for name, value in headers:
             kind = cache.get(name)
             if kind is None:
