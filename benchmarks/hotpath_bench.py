@@ -81,8 +81,8 @@ class ManualOutbox(Outbox):
 
     __slots__ = ()
 
-    def write(self, transport: Any, data: bytes | list[bytes]) -> None:
-        self._items.append((transport, data))
+    def _push(self, item: Any) -> None:
+        self._items.append(item)
 
 
 def measure(requests: int, request: bytes) -> float:

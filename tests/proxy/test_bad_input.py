@@ -136,8 +136,8 @@ def test_small_body_is_withheld_until_complete() -> None:
                 r, w = await asyncio.open_connection("127.0.0.1", port)
                 w.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
                 await w.drain()
-                # The head is parsed and the exchange started; poll the gateway's own state for it
-                # (an event we can await is the response below; here we just give the loop turns).
+                # A negative check (nothing must happen), so there is no event to await: give the
+                # gateway loop turns to (wrongly) forward the head, then look at the origin.
                 for _ in range(50):
                     await asyncio.sleep(0)
                 assert o.state.raw == b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from pulsegate.config import load_config_text
 from pulsegate.origin import Reply, Request
 from tests.support import Client, arun, gateway_config, get, origins, raw, running_gateway
 
@@ -122,14 +123,12 @@ def test_hop_by_hop_headers_removed_both_ways() -> None:
 
 def test_strip_prefix() -> None:
     async def main() -> None:
-        cfg = one_route("127.0.0.1:1", match={"path_prefix": "/api/"}, strip_prefix=True)
         async with origins(echo) as (o,):
             cfg = one_route(o.target, match={"path_prefix": "/api/"}, strip_prefix=True)
             async with running_gateway(cfg) as (_, port):
                 await get(port, "/api/users/7?full=1")
                 await get(port, "/api/")
         assert [r.target for r in o.requests] == [b"/users/7?full=1", b"/"]
-        del cfg
 
     arun(main())
 
@@ -266,5 +265,20 @@ def test_keepalive_timeout_zero_closes_after_each_response() -> None:
                 out = await raw(port, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
         assert out.count(b"HTTP/1.1 200") == 1 and b"\r\nConnection: close\r\n" in out
         assert [r.target for r in o.requests] == [b"/a"]
+
+    arun(main())
+
+
+def test_applied_config_takes_effect_on_an_open_keepalive_connection() -> None:
+    async def main() -> None:
+        async with (
+            origins(lambda r: Reply(200, body=b"old"), lambda r: Reply(200, body=b"new")) as (a, b),
+            running_gateway(one_route(a.target)) as (server, port),
+        ):
+            c = await Client.connect(port)
+            assert (await c.request()).body == b"old"
+            server.apply(load_config_text(one_route(b.target)))
+            assert (await c.request()).body == b"new"  # next request, same connection
+            await c.close()
 
     arun(main())

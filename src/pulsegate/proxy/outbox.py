@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 
+#: (transport, data to write) or (transport, None): close it.
 _Item = tuple[asyncio.Transport, "bytes | list[bytes] | None"]
 
 
@@ -47,14 +48,17 @@ class Outbox:
 
     def write(self, transport: asyncio.Transport, data: bytes | list[bytes]) -> None:
         """Queue ``data`` (bytes, or pieces sent with one writev) for ``transport``."""
-        self._items.append((transport, data))
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
+        self._push((transport, data))
 
     def close(self, transport: asyncio.Transport) -> None:
         """Close ``transport`` once what was queued for it before has been written."""
-        self.write(transport, None)  # type: ignore[arg-type]
+        self._push((transport, None))
+
+    def _push(self, item: _Item) -> None:
+        self._items.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send everything queued, in order."""
