@@ -80,7 +80,7 @@ limits: {max_header_bytes: 10XB, header_timeout: 0s}
     assert problems(text) == [
         "gw.yaml: listen[0]: expected host:port, got 'bad'",
         "gw.yaml: workers: must be an integer >= 1 or 'auto', got '0'",
-        "gw.yaml: shutdown_timeout: invalid duration '2x': expected a number with unit us, ms, s, m or h",
+        "gw.yaml: shutdown_timeout: invalid duration '2x': expected a number with unit us, ms, s, m, h or d",
         "gw.yaml: upstreams.api.targets[1].weight: must be at least 1",
         "gw.yaml: upstreams.api.targets[2]: must be an address 'host:port' or a mapping with address"
         " and weight",

@@ -50,7 +50,7 @@ def test_empty_document_is_valid_with_all_defaults() -> None:
     cfg = load("")
     assert cfg == GatewayConfig()
     assert cfg.listen == ["127.0.0.1:8080"]
-    assert cfg.workers == 1
+    assert cfg.workers == "auto"
     assert cfg.shutdown_timeout == 30.0
     assert cfg.admin == AdminConfig(listen="127.0.0.1:9090", token=None)
     assert cfg.upstreams == {}
@@ -496,7 +496,7 @@ def test_limits_units() -> None:
         (
             "keepalive_timeout: forever",
             "limits.keepalive_timeout: invalid duration 'forever': expected a number with unit us,"
-            " ms, s, m or h",
+            " ms, s, m, h or d",
         ),
         ("request_buffer: 0B", "limits.request_buffer: must be at least 1"),
         ("max_pipelined: 0", "limits.max_pipelined: must be at least 1"),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pulsegate.config.units import format_duration, format_size, parse_duration, parse_size
 
-DURATION_HELP = "expected a number with unit us, ms, s, m or h"
+DURATION_HELP = "expected a number with unit us, ms, s, m, h or d"
 SIZE_HELP = "expected a number with unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
 
 
@@ -21,6 +21,7 @@ SIZE_HELP = "expected a number with unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB
         ("2s", 2.0),
         ("1m", 60.0),
         ("1h", 3600.0),
+        ("7d", 604800.0),
         ("1.5s", 1.5),
         ("500us", 0.0005),
         ("0.1ms", 0.0001),
@@ -188,7 +189,7 @@ def test_duration_round_trip(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
 
-@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["us", "ms", "s", "m", "h"]))
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["us", "ms", "s", "m", "h", "d"]))
 def test_duration_text_round_trip(n: int, unit: str) -> None:
     seconds = parse_duration(f"{n}{unit}")
     assert parse_duration(format_duration(seconds)) == seconds

@@ -28,20 +28,32 @@ from pulsegate.config.model import (
     TimeoutsConfig,
     UpstreamConfig,
 )
+from pulsegate.config.sections import (
+    AccessLogConfig,
+    HistoryConfig,
+    LoggingConfig,
+    MetricsConfig,
+    SupervisorConfig,
+)
 from pulsegate.config.units import Duration, Size, format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
     "BALANCE_POLICIES",
+    "AccessLogConfig",
     "AdminConfig",
     "Balance",
     "ConfigError",
     "Duration",
     "GatewayConfig",
+    "HistoryConfig",
     "LimitsConfig",
+    "LoggingConfig",
     "MatchConfig",
+    "MetricsConfig",
     "PoolConfig",
     "RouteConfig",
     "Size",
+    "SupervisorConfig",
     "TargetConfig",
     "TimeoutsConfig",
     "UpstreamConfig",

@@ -34,6 +34,7 @@ from pydantic import (
 
 from pulsegate.balancing.target import split_address
 from pulsegate.config.checks import DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, reference_problems
+from pulsegate.config.sections import LoggingConfig, MetricsConfig, SupervisorConfig
 from pulsegate.config.units import Duration, Size
 
 __all__ = [
@@ -360,7 +361,7 @@ class GatewayConfig(_Section):
 
     >>> cfg = GatewayConfig()
     >>> cfg.listen, cfg.workers, cfg.shutdown_timeout, cfg.upstreams, cfg.routes
-    (['127.0.0.1:8080'], 1, 30.0, {}, [])
+    (['127.0.0.1:8080'], 'auto', 30.0, {}, [])
     >>> GatewayConfig.model_validate({"listen": "0.0.0.0:80", "workers": "auto"}).listen
     ['0.0.0.0:80']
     """
@@ -368,9 +369,12 @@ class GatewayConfig(_Section):
     listen: Annotated[list[ListenAddress], BeforeValidator(_listen_input), Field(min_length=1)] = [
         DEFAULT_LISTEN
     ]
-    workers: Annotated[int | Literal["auto"], BeforeValidator(_workers_input)] = 1
+    workers: Annotated[int | Literal["auto"], BeforeValidator(_workers_input)] = "auto"
     shutdown_timeout: Duration = 30.0
     admin: Annotated[AdminConfig, _none_is_empty(dict)] = AdminConfig()
+    supervisor: Annotated[SupervisorConfig, _none_is_empty(dict)] = SupervisorConfig()
+    metrics: Annotated[MetricsConfig, _none_is_empty(dict)] = MetricsConfig()
+    logging: Annotated[LoggingConfig, _none_is_empty(dict)] = LoggingConfig()
     upstreams: Annotated[dict[Name, UpstreamConfig], _none_is_empty(dict)] = {}
     routes: Annotated[list[RouteConfig], BeforeValidator(_default_route_names), _none_is_empty(list)] = []
     limits: Annotated[LimitsConfig, _none_is_empty(dict)] = LimitsConfig()

@@ -37,6 +37,7 @@ DURATION_UNITS: dict[str, Decimal] = {
     "s": Decimal(1),
     "m": Decimal(60),
     "h": Decimal(3600),
+    "d": Decimal(86400),
 }
 
 # Bytes per unit; matched case-insensitively (there are no bit units that a lower-case "b" could mean).
@@ -54,10 +55,10 @@ SIZE_UNITS: dict[str, int] = {
 _SIZE_UNITS_FOLDED = {unit.lower(): factor for unit, factor in SIZE_UNITS.items()}
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_DURATION_RE = re.compile(rf"\s*({_NUMBER})\s*(us|ms|s|m|h)?\s*")
+_DURATION_RE = re.compile(rf"\s*({_NUMBER})\s*(us|ms|s|m|h|d)?\s*")
 _SIZE_RE = re.compile(rf"\s*({_NUMBER})\s*([A-Za-z]+)?\s*")
 
-_DURATION_EXPECTED = "expected a number with unit us, ms, s, m or h"
+_DURATION_EXPECTED = "expected a number with unit us, ms, s, m, h or d"
 _SIZE_EXPECTED = "expected a number with unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
 
 
@@ -66,12 +67,12 @@ def parse_duration(value: str | int | float) -> float:
 
     Raises ``ValueError`` with a one-line reason for negative, non-finite or unparsable input.
 
-    >>> [parse_duration(v) for v in ("2s", "1.5s", "500us", "1m", "1h", 3)]
-    [2.0, 1.5, 0.0005, 60.0, 3600.0, 3.0]
+    >>> [parse_duration(v) for v in ("2s", "1.5s", "500us", "1m", "1h", "7d", 3)]
+    [2.0, 1.5, 0.0005, 60.0, 3600.0, 604800.0, 3.0]
     >>> parse_duration("2x")
     Traceback (most recent call last):
     ...
-    ValueError: invalid duration '2x': expected a number with unit us, ms, s, m or h
+    ValueError: invalid duration '2x': expected a number with unit us, ms, s, m, h or d
     """
     # bool is an int subclass; "timeout: yes" in YAML is a mistake, not one second.
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -133,8 +134,8 @@ def format_duration(seconds: float) -> str:
 
     ``parse_duration(format_duration(x)) == x`` for every finite ``x >= 0``.
 
-    >>> [format_duration(s) for s in (0, 0.25, 1.5, 30, 90, 120, 7200, 0.0005)]
-    ['0s', '250ms', '1.5s', '30s', '90s', '2m', '2h', '500us']
+    >>> [format_duration(s) for s in (0, 0.25, 1.5, 30, 90, 120, 7200, 86400, 0.0005)]
+    ['0s', '250ms', '1.5s', '30s', '90s', '2m', '2h', '1d', '500us']
     """
     if isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"cannot format duration {seconds!r}: must be a finite number >= 0")
@@ -142,7 +143,7 @@ def format_duration(seconds: float) -> str:
     exact = Decimal(repr(float(seconds)))
     if exact == 0:
         return "0s"
-    for unit in ("h", "m"):
+    for unit in ("d", "h", "m"):
         whole, rest = divmod(exact, DURATION_UNITS[unit])
         if rest == 0:
             return f"{_plain(whole)}{unit}"
