@@ -26,6 +26,8 @@ HOT_MODULES = [
     "src/pulsegate/proxy/upstream.py",
     "src/pulsegate/balancing/target.py",
     "src/pulsegate/balancing/round_robin.py",
+    "src/pulsegate/metrics/histogram.py",
+    "src/pulsegate/metrics/stats.py",
 ]
 
 

@@ -114,6 +114,8 @@ def pulsegate_yaml(port: int, upstream_port: int, workers: int | None) -> str:
         f'upstreams: {{bench: {{targets: ["127.0.0.1:{upstream_port}"], '
         "pool: {max_idle: 256, max_connections: 1024}}}",
         'routes: [{name: bench, match: {path_prefix: "/"}, upstream: bench}]',
+        'admin: {listen: "127.0.0.1:0"}',
+        'metrics: {history: {path: "off"}}',
     ]
     if workers is not None:
         lines.append(f"workers: {workers}")

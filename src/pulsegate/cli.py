@@ -1,6 +1,7 @@
 """Command line: argument parsing and process setup only; the work lives in the packages.
 
-pulsegate run -c gw.yaml      # serve in the foreground (Ctrl-C / SIGTERM stop cleanly)
+pulsegate run -c gw.yaml      # supervisor + workers in the foreground (Ctrl-C / SIGTERM drain;
+                              # SIGHUP reloads the file; SIGUSR1 reopens log files)
 pulsegate check -c gw.yaml    # validate: exit 0 + summary, or exit 2 + one line per problem
 pulsegate demo                # embedded config + two demo services
 """
@@ -17,6 +18,9 @@ import uvloop
 
 from pulsegate import __version__
 from pulsegate.config import ConfigError, GatewayConfig, load_config, summarize
+from pulsegate.logs import configure_logging
+from pulsegate.proxy.server import bound_urls
+from pulsegate.runtime.supervisor import Supervisor
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -31,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, help="YAML config file")
     demo = sub.add_parser("demo", help="run with an embedded config and demo upstreams")
     demo.add_argument("--listen", default="127.0.0.1:8080", help="gateway address [127.0.0.1:8080]")
+    demo.add_argument("--admin", default="127.0.0.1:9090", help="admin API address [127.0.0.1:9090]")
     return p
 
 
@@ -44,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
-        return _run_loop(lambda stop: _serve(config, stop))
-    return _run_loop(lambda stop: _demo(args.listen, stop))
+        return _run_loop(lambda stop: _serve(config, args.config, stop))
+    return _run_loop(lambda stop: _demo(args.listen, args.admin, stop))
 
 
 def _check(path: str) -> int:
@@ -70,42 +75,50 @@ def _run_loop(body: Callable[[asyncio.Event], Awaitable[int]]) -> int:
         return r.run(runner())
 
 
-async def _serve(config: GatewayConfig, stop: asyncio.Event) -> int:
-    from pulsegate.proxy.server import bound_urls
+async def _serve(config: GatewayConfig, path: str, stop: asyncio.Event) -> int:
+    def ready(sup: Supervisor) -> None:
+        assert sup.listeners is not None and sup.admin_address is not None
+        print(f"pulsegate: listening on {', '.join(bound_urls(sup.listeners.addresses))}", flush=True)
+        print(f"pulsegate: admin API on {bound_urls([sup.admin_address])[0]}", flush=True)
 
-    return await _serve_until(
-        config, stop, lambda bound: f"pulsegate: listening on {', '.join(bound_urls(bound))}", hint=""
-    )
+    return await _supervise(config, path, stop, ready)
 
 
-async def _demo(listen: str, stop: asyncio.Event) -> int:
+async def _demo(listen: str, admin: str, stop: asyncio.Event) -> int:
     from pulsegate.demo import banner, demo_config, start_services, stop_services
-    from pulsegate.proxy.server import bound_urls
 
     services, addresses = await start_services()
     try:
-        config = demo_config(listen, addresses)
-        return await _serve_until(
-            config, stop, lambda bound: banner(bound_urls(bound)), hint=" (try --listen 127.0.0.1:0)"
-        )
+        config = demo_config(listen, admin, addresses)
+
+        def ready(sup: Supervisor) -> None:
+            assert sup.listeners is not None and sup.admin_address is not None
+            urls = bound_urls(sup.listeners.addresses)
+            print(banner(urls, bound_urls([sup.admin_address])[0], len(sup.slots)), flush=True)
+
+        code = await _supervise(config, None, stop, ready)
+        if code == EXIT_FAIL:
+            print(
+                "pulsegate demo: could not start (try --listen 127.0.0.1:0 --admin 127.0.0.1:0)",
+                file=sys.stderr,
+            )
+        return code
     finally:
         await stop_services(services)
 
 
-async def _serve_until(
-    config: GatewayConfig, stop: asyncio.Event, ready: Callable[[list[tuple[str, int]]], str], hint: str
+async def _supervise(
+    config: GatewayConfig, path: str | None, stop: asyncio.Event, ready: Callable[[Supervisor], None]
 ) -> int:
-    """Serve ``config`` until ``stop`` is set, then drain; prints ``ready(bound)`` once listening."""
-    from pulsegate.proxy.server import Server
-
-    server = Server(config)
-    try:
-        bound = await server.start()
-    except OSError as exc:
-        print(f"pulsegate: cannot listen: {exc}{hint}", file=sys.stderr)
-        return EXIT_FAIL
-    print(ready(bound), flush=True)
-    await stop.wait()
-    print("pulsegate: stopping (draining in-flight requests)", flush=True)
-    await server.stop(config.shutdown_timeout)
-    return EXIT_OK
+    """Run the supervisor and its workers until ``stop`` is set; ``ready`` runs once serving."""
+    configure_logging(
+        level=config.logging.level,
+        fmt=config.logging.format,
+        worker="supervisor",
+        path=config.logging.path,
+    )
+    sup = Supervisor(config, config_path=path, on_ready=ready)
+    code = await sup.run(stop)
+    if code == EXIT_OK:
+        print("pulsegate: stopped", flush=True)
+    return code

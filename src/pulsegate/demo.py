@@ -17,6 +17,8 @@ from pulsegate.origin import Origin, Reply, Request
 
 DEMO_CONFIG = """\
 listen: "{listen}"
+admin: {{listen: "{admin}"}}
+metrics: {{history: {{path: "off"}}}}
 upstreams:
   catalog:
     targets: ["{catalog_a}", "{catalog_b}"]
@@ -75,15 +77,16 @@ async def start_services() -> tuple[list[Origin], dict[str, str]]:
     return [a, b, echo], {"catalog_a": a.target, "catalog_b": b.target, "echo": echo.target}
 
 
-def demo_config(listen: str, addresses: dict[str, str]) -> GatewayConfig:
-    return load_config_text(DEMO_CONFIG.format(listen=listen, **addresses), source="<demo>")
+def demo_config(listen: str, admin: str, addresses: dict[str, str]) -> GatewayConfig:
+    return load_config_text(DEMO_CONFIG.format(listen=listen, admin=admin, **addresses), source="<demo>")
 
 
-def banner(urls: list[str]) -> str:
+def banner(urls: list[str], admin: str, workers: int) -> str:
     base = urls[0]
     return "\n".join(
         [
             f"pulsegate demo: gateway listening on {', '.join(urls)}",
+            f"{workers} worker processes; admin API: {admin}/api/workers  {admin}/metrics",
             "try:",
             f"  curl -s {base}/api/items          # catalog service, balanced over two instances",
             f"  curl -s {base}/api/items/3",

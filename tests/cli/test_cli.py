@@ -60,7 +60,8 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
     # An upstream with nothing listening is enough to prove the data path answers (502).
     cfg.write_text(
-        "listen: '127.0.0.1:0'\nupstreams: {u: {targets: ['127.0.0.1:9']}}\nroutes: [{upstream: u}]\n"
+        "listen: '127.0.0.1:0'\nadmin: {listen: '127.0.0.1:0'}\nmetrics: {history: {path: 'off'}}\n"
+        "upstreams: {u: {targets: ['127.0.0.1:9']}}\nroutes: [{upstream: u}]\n"
     )
     proc, line = _start(["run", "-c", str(cfg)])
     try:
@@ -83,7 +84,7 @@ def test_run_refuses_broken_config(tmp_path: Path) -> None:
 
 
 def test_demo_serves_its_services() -> None:
-    proc, line = _start(["demo", "--listen", "127.0.0.1:0"])
+    proc, line = _start(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
     try:
         assert line.startswith("pulsegate demo: gateway listening on http://127.0.0.1:"), line
         base = line.split()[-1]

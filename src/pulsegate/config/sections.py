@@ -73,7 +73,8 @@ class SupervisorConfig(Section):
     def _timeout_covers_interval(self) -> SupervisorConfig:
         if self.ping_timeout <= self.ping_interval:
             raise ValueError(
-                f"ping_timeout ({self.ping_timeout}s) must be longer than ping_interval ({self.ping_interval}s)"
+                f"ping_timeout ({self.ping_timeout}s) must be longer than"
+                f" ping_interval ({self.ping_interval}s)"
             )
         return self
 

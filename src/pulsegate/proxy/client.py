@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, cast
 
 from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
@@ -111,6 +112,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
+        self.server.registry.gateway.accepted += 1
         # A fresh connection must send its first head within header_timeout.
         self.deadline = self.server.now + self.lim.header_timeout
         self.server.connections.add(self)
@@ -122,6 +124,11 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None:
             self.ex = None
             ex.aborted = True
+            if not ex.resp_done:
+                # nginx's 499: the client left before the response was complete.
+                if not ex.resp_started:
+                    ex.status = 499
+                self._done(ex, perf_counter_ns(), 0)
             conn = ex.upstream
             if conn is not None:
                 # The response cannot be delivered; the upstream connection is mid-message.
@@ -179,13 +186,17 @@ class ClientConnection(asyncio.Protocol):
             self.ex = ex
             self._start(ex)
         else:
+            ex.t0 = perf_counter_ns()  # queued behind others: its time starts now
             self.queue.append(ex)
             if len(self.queue) >= self.lim.max_pipelined:
                 self._block(BLOCK_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
         ex = self.parsing
-        if ex is None or ex.discard:
+        if ex is None:
+            return
+        ex.bytes_in += len(data)
+        if ex.discard:
             return
         framed = frame_chunk(data) if ex.chunked else data
         conn = ex.upstream
@@ -229,6 +240,9 @@ class ClientConnection(asyncio.Protocol):
         server = self.server
         rt = server.runtime
         head = ex
+        now = perf_counter_ns()
+        if not ex.t0:
+            ex.t0 = now
         self.phase = ACTIVE
         host = head.host
         if host != self.host_raw:
@@ -241,6 +255,7 @@ class ClientConnection(asyncio.Protocol):
         route = m.payload
         up = route.upstream
         ex.route = route
+        route.stats.in_flight += 1
         key = up.hash_key(self.client_ip, head.path, head.headers) if up.hash_key is not None else None
         target = up.balancer.pick(key)
         if target is None:
@@ -249,7 +264,6 @@ class ClientConnection(asyncio.Protocol):
         pool = up.pools[target]
         ex.pool = pool
         ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
-        now = self.loop_time()
         ex.started = now
         self.read_timeout = up.read_timeout
         self.deadline = server.now + up.read_timeout
@@ -261,7 +275,7 @@ class ClientConnection(asyncio.Protocol):
         if conn is not None:
             self._attach(ex, conn)
         else:
-            pool.acquire(lambda c, e: self._connected(ex, c, e), now)
+            pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time())
 
     def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
         if ex.aborted or ex is not self.ex:
@@ -323,6 +337,7 @@ class ClientConnection(asyncio.Protocol):
                 self.wbuf.append(status_line(status) + head.fields + CRLF)
             return
         ex.resp_started = True
+        ex.status = status
         keep = req.keep_alive and not self.closing and not self.server.draining
         parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
         if req.method == b"HEAD" or status in (204, 304):
@@ -353,7 +368,9 @@ class ClientConnection(asyncio.Protocol):
         elif req.version == 0:
             parts.append(b"Connection: keep-alive\r\n")
         parts.append(CRLF)
-        self.wbuf.append(b"".join(parts))
+        out = b"".join(parts)
+        ex.bytes_out += len(out)
+        self.wbuf.append(out)
 
     def on_response_end(self) -> None:
         ex = self.ex
@@ -365,16 +382,20 @@ class ClientConnection(asyncio.Protocol):
         assert conn is not None and pool is not None
         ex.upstream = None
         conn.client = None
-        now = self.loop_time()
+        now = perf_counter_ns()
         target = pool.target
         target.inflight -= 1
-        target.observe_latency((now - ex.started) * 1e6)
-        ex.started = 0.0
+        upstream_us = (now - ex.started) // 1000
+        target.observe_latency(upstream_us)
+        ex.started = 0
         if ex.upstream_keep and ex.req_done and ex.head_sent:
-            pool.release(conn, now)
+            pool.release(conn, self.server.now)
         else:
             conn.close()  # the upstream still expects request bytes, or asked to close
         ex.resp_done = True
+        if self.server.metrics_on:
+            pool.stats.response(ex.status, ex.bytes_in, ex.bytes_out)
+        self._done(ex, now, upstream_us)
         if not ex.req_done:
             # Answered before the client finished sending: read and drop the rest.
             ex.discard = True
@@ -386,7 +407,7 @@ class ClientConnection(asyncio.Protocol):
         the successful path in on_response_end does both inline)."""
         if ex.pool is not None and ex.started:
             ex.pool.target.inflight -= 1
-            ex.started = 0.0
+            ex.started = 0
 
     def upstream_failed(self, conn: UpstreamConnection, err: GatewayError) -> None:
         """The upstream sent something unparsable: answer 502 (or cut the response) and drop it."""
@@ -419,9 +440,9 @@ class ClientConnection(asyncio.Protocol):
             # once on a fresh connection (what Go's Transport and nginx do for idempotent requests).
             ex.retried = True
             ex.head_sent = False
-            ex.started = self.loop_time()
+            ex.started = perf_counter_ns()
             ex.pool.target.inflight += 1
-            ex.pool.acquire(lambda c, e: self._connected(ex, c, e), ex.started)
+            ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time())
             return
         reason = "upstream closed the connection" if exc is None else f"upstream connection failed: {exc}"
         self._respond_error(ex, UpstreamError(reason, status=502))
@@ -437,6 +458,9 @@ class ClientConnection(asyncio.Protocol):
     def _respond_error(self, ex: Exchange, err: GatewayError) -> None:
         if ex.resp_started:
             # Part of the response is out; the only honest signal left is closing early.
+            if not ex.resp_done:
+                ex.resp_done = True
+                self._done(ex, perf_counter_ns(), 0)
             self.flush()
             self.outbox.close(self.transport)
             return
@@ -446,15 +470,47 @@ class ClientConnection(asyncio.Protocol):
     def _respond_local(self, ex: Exchange, status: int, detail: str) -> None:
         """Answer with the gateway's own response; the request body (if any) is read and dropped."""
         keep = ex.keep_alive and not self.closing and not self.server.draining
-        self.wbuf.append(error_response(status, detail, ex.request_id or b"", close=not keep))
+        out = error_response(status, detail, ex.request_id or b"", close=not keep)
+        self.wbuf.append(out)
         ex.resp_started = ex.resp_done = True
         ex.client_keep = keep
+        ex.status = status
+        ex.bytes_out += len(out)
+        self._done(ex, perf_counter_ns(), 0)
         ex.body = []
         if ex.req_done:
             self._advance(ex)
         else:
             ex.discard = True
             self._unblock(BLOCK_BUFFER)
+
+    def _done(self, ex: Exchange, now: int, upstream_us: int) -> None:
+        """The exchange's response is complete (or cut): count it and log it, once."""
+        server = self.server
+        route = ex.route
+        total_us = (now - ex.t0) // 1000
+        if route is not None:
+            route.stats.in_flight -= 1
+        if server.metrics_on:
+            stats = route.stats if route is not None else server.registry.unrouted
+            stats.finish(ex.status, ex.bytes_in, ex.bytes_out, total_us, upstream_us)
+        log = server.access_log
+        if log is not None:
+            pool = ex.pool
+            log.record(
+                ex.method,
+                ex.target,
+                route.name if route is not None else "",
+                route.upstream.name if route is not None else "",
+                pool.target.address if pool is not None else "",
+                ex.status,
+                ex.bytes_in,
+                ex.bytes_out,
+                total_us,
+                upstream_us,
+                ex.request_id or b"",
+                self.client_ip,
+            )
 
     def _advance(self, ex: Exchange) -> None:
         """The exchange is complete on both sides: move on to the next request, or close."""
@@ -515,7 +571,15 @@ class ClientConnection(asyncio.Protocol):
             conn.close()
         if self.ex is None or ex is self.ex:
             rid = ex.request_id if ex is not None and ex.request_id else self.server.next_request_id()
-            self.wbuf.append(error_response(exc.status, exc.reason, rid, close=True))
+            out = error_response(exc.status, exc.reason, rid, close=True)
+            self.wbuf.append(out)
+            if ex is not None and ex is self.ex:
+                ex.status = exc.status
+                ex.bytes_out += len(out)
+                ex.resp_started = ex.resp_done = True
+                self._done(ex, perf_counter_ns(), 0)
+            elif self.server.metrics_on:
+                self.server.registry.unrouted.finish(exc.status, 0, len(out), 0, 0)
         self.flush()
         self.closing = True
         self.ex = None
@@ -539,6 +603,8 @@ class ClientConnection(asyncio.Protocol):
                 ex.upstream = None
                 conn.client = None
                 conn.close()
+                if ex.pool is not None:
+                    ex.pool.stats.timeouts += 1
                 self._end_target(ex)
                 self._respond_error(ex, UpstreamError("upstream read timed out", status=504))
             elif ex is None or ex.discard:

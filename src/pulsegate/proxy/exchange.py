@@ -61,6 +61,8 @@ class Exchange(RequestHead):
         "aborted",
         "body",
         "buffered",
+        "bytes_in",
+        "bytes_out",
         "client_keep",
         "discard",
         "framing",
@@ -73,6 +75,8 @@ class Exchange(RequestHead):
         "retried",
         "route",
         "started",
+        "status",
+        "t0",
         "upstream",
         "upstream_keep",
     )
@@ -97,8 +101,14 @@ class Exchange(RequestHead):
         self.framing = 0
         self.client_keep = True
         self.upstream_keep = False
-        #: loop time when the upstream request started; 0.0 when not counted in target.inflight.
-        self.started = 0.0
+        #: perf_counter_ns when the upstream attempt started; 0 when not counted in target.inflight.
+        self.started = 0
+        #: perf_counter_ns when the exchange started (its head was parsed, if it queued behind others).
+        self.t0 = 0
+        #: Status sent to the client (0 until known); request body bytes in, response bytes out.
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     def build_request_head(self, route: RouteRuntime, target_host: bytes, client_ip: bytes) -> bytes:
         """The request line and headers for the upstream: end-to-end headers as received, our

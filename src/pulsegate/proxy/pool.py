@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pulsegate.balancing.target import Target
 from pulsegate.errors import GatewayError, UpstreamError
+from pulsegate.metrics.stats import TargetStats
 
 if TYPE_CHECKING:
     from pulsegate.proxy.upstream import UpstreamConnection
@@ -43,6 +44,8 @@ class TargetPool:
         "idle_timeout",
         "max_connections",
         "max_idle",
+        "retired",
+        "stats",
         "target",
         "waiters",
     )
@@ -55,6 +58,7 @@ class TargetPool:
         max_connections: int,
         idle_timeout: float,
         connect_timeout: float,
+        stats: TargetStats | None = None,
     ) -> None:
         self.target = target
         self.max_idle = max_idle
@@ -68,6 +72,37 @@ class TargetPool:
         self.busy = 0
         self.waiters: deque[tuple[float, OnReady]] = deque()
         self.closed = False
+        #: Dropped by a reload: serves the exchanges still holding it, keeps nothing idle.
+        self.retired = False
+        self.stats = stats if stats is not None else TargetStats("", target.address)
+
+    def configure(
+        self, *, max_idle: int, max_connections: int, idle_timeout: float, connect_timeout: float
+    ) -> None:
+        """Apply a reloaded config's limits in place: pooled connections and waiters carry over."""
+        self.max_idle = max_idle
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        while len(self.idle) > max_idle:
+            conn = self.idle.popleft()  # the coldest first
+            conn.state = GONE
+            conn.close()
+
+    def retire(self) -> None:
+        """The target left the config: close idle connections; busy ones close when released, and
+        requests already waiting for a connection are still served."""
+        self.retired = True
+        self.max_idle = 0
+        while self.idle:
+            conn = self.idle.pop()
+            conn.state = GONE
+            conn.close()
+
+    @property
+    def drained(self) -> bool:
+        """Nothing in use, nothing waiting (a retired pool can then be forgotten)."""
+        return self.busy == 0 and not self.waiters and not self.idle
 
     def take(self) -> UpstreamConnection | None:
         """An idle connection, or None. The hot path: no allocation, no await."""
@@ -101,10 +136,12 @@ class TargetPool:
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port)
         except TimeoutError:
             self.busy -= 1
+            self.stats.timeouts += 1
             on_ready(None, UpstreamError(f"connect to {t.address} timed out", status=504, retryable=True))
             return
         except OSError as exc:
             self.busy -= 1
+            self.stats.connect_failures += 1
             reason = exc.strerror or type(exc).__name__
             on_ready(None, UpstreamError(f"connect to {t.address} failed: {reason}", retryable=True))
             return

@@ -1,7 +1,9 @@
 """The compiled form of one config generation: route table, upstreams, balancers and pools.
 
 A reload builds a new :class:`Runtime` and swaps it in; each request reads the current one when it
-starts, so in-flight exchanges finish on the generation they began with.
+starts, so in-flight exchanges finish on the generation they began with. Targets whose upstream
+and address stay are carried over with their pools (idle connections, waiters, in-flight counts
+and latency EWMA), so a reload neither cold-starts the upstreams nor strands a waiting request.
 
 Example:
     >>> from pulsegate.config import load_config_text
@@ -20,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pulsegate.balancing import Balancer, compile_hash_key, make_balancer
 from pulsegate.balancing.target import Target
 from pulsegate.config import GatewayConfig, UpstreamConfig, route_rules
+from pulsegate.metrics.registry import Registry
+from pulsegate.metrics.stats import RouteStats
 from pulsegate.proxy.pool import TargetPool
 from pulsegate.routing import RouteTable
 from pulsegate.routing.rule import RouteRule
@@ -32,24 +36,47 @@ class UpstreamRuntime:
 
     __slots__ = ("balancer", "hash_key", "name", "pools", "read_timeout", "targets")
 
-    def __init__(self, name: str, cfg: UpstreamConfig, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: UpstreamConfig,
+        rng: random.Random | None = None,
+        previous: UpstreamRuntime | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.name = name
-        self.targets = [Target(t.address, t.weight) for t in cfg.targets]
+        old = {t.address: (t, previous.pools[t]) for t in previous.targets} if previous else {}
+        self.targets: list[Target] = []
+        self.pools: dict[Target, TargetPool] = {}
+        for tc in cfg.targets:
+            pc, connect = cfg.pool, cfg.timeouts.connect
+            kept = old.get(tc.address)
+            if kept is not None:
+                target, pool = kept
+                target.weight = tc.weight
+                pool.configure(
+                    max_idle=pc.max_idle,
+                    max_connections=pc.max_connections,
+                    idle_timeout=pc.idle_timeout,
+                    connect_timeout=connect,
+                )
+            else:
+                target = Target(tc.address, tc.weight)
+                pool = TargetPool(
+                    target,
+                    max_idle=pc.max_idle,
+                    max_connections=pc.max_connections,
+                    idle_timeout=pc.idle_timeout,
+                    connect_timeout=connect,
+                    stats=registry.target(name, tc.address) if registry is not None else None,
+                )
+            self.targets.append(target)
+            self.pools[target] = pool
         self.balancer: Balancer = make_balancer(cfg.balance, self.targets, rng=rng)
         self.hash_key: HashKey | None = (
             compile_hash_key(cfg.hash_key) if cfg.balance == "consistent_hash" else None
         )
         self.read_timeout = cfg.timeouts.read
-        self.pools: dict[Target, TargetPool] = {
-            t: TargetPool(
-                t,
-                max_idle=cfg.pool.max_idle,
-                max_connections=cfg.pool.max_connections,
-                idle_timeout=cfg.pool.idle_timeout,
-                connect_timeout=cfg.timeouts.connect,
-            )
-            for t in self.targets
-        }
 
     def close(self) -> None:
         for pool in self.pools.values():
@@ -59,12 +86,18 @@ class UpstreamRuntime:
 class RouteRuntime:
     """What a matched route tells the proxy."""
 
-    __slots__ = ("name", "preserve_host", "strip", "upstream")
+    __slots__ = ("name", "preserve_host", "stats", "strip", "upstream")
 
     def __init__(
-        self, name: str, upstream: UpstreamRuntime, strip: bytes | None, preserve_host: bool
+        self,
+        name: str,
+        upstream: UpstreamRuntime,
+        strip: bytes | None,
+        preserve_host: bool,
+        stats: RouteStats | None = None,
     ) -> None:
         self.name = name
+        self.stats = stats if stats is not None else RouteStats(name)
         self.upstream = upstream
         #: The prefix to remove from the path, when the route has ``strip_prefix: true``.
         self.strip = strip
@@ -106,14 +139,28 @@ class Runtime:
         )
 
     @classmethod
-    def build(cls, config: GatewayConfig, rng: random.Random | None = None) -> Runtime:
-        upstreams = {name: UpstreamRuntime(name, u, rng) for name, u in config.upstreams.items()}
+    def build(
+        cls,
+        config: GatewayConfig,
+        rng: random.Random | None = None,
+        *,
+        previous: Runtime | None = None,
+        registry: Registry | None = None,
+    ) -> Runtime:
+        """Compile ``config``; with ``previous``, carry over its targets and pools where the
+        upstream name and target address stay (see the module docstring)."""
+        before = previous.upstreams if previous is not None else {}
+        upstreams = {
+            name: UpstreamRuntime(name, u, rng, before.get(name), registry)
+            for name, u in config.upstreams.items()
+        }
         rules: list[RouteRule[RouteRuntime]] = []
         for rule, route in zip(route_rules(config), config.routes, strict=True):
             strip = None
             if route.strip_prefix and route.match.path_prefix:
                 strip = route.match.path_prefix.encode()
-            rt = RouteRuntime(rule.name, upstreams[route.upstream], strip, route.preserve_host)
+            stats = registry.route(rule.name) if registry is not None else None
+            rt = RouteRuntime(rule.name, upstreams[route.upstream], strip, route.preserve_host, stats)
             rules.append(
                 RouteRule(
                     name=rule.name,
@@ -134,6 +181,12 @@ class Runtime:
         for u in self.config.upstreams.values():
             values += [u.timeouts.read, u.timeouts.connect, u.pool.idle_timeout]
         return min(values)
+
+    def config_route_names(self) -> list[str]:
+        return [r.name for r in self.config.routes]
+
+    def pools(self) -> list[TargetPool]:
+        return [pool for u in self.upstreams.values() for pool in u.pools.values()]
 
     def close(self) -> None:
         for u in self.upstreams.values():

@@ -20,10 +20,13 @@ import os
 import socket
 from collections.abc import Sequence
 
+from pulsegate.accesslog import AccessLog
 from pulsegate.balancing.target import split_address
 from pulsegate.config import GatewayConfig
+from pulsegate.metrics.registry import Registry
 from pulsegate.proxy.client import ClientConnection
 from pulsegate.proxy.outbox import Outbox
+from pulsegate.proxy.pool import TargetPool
 from pulsegate.proxy.runtime import Runtime
 
 # Timers are swept, not scheduled per request: a loop.call_later per request and per keep-alive
@@ -34,8 +37,20 @@ MIN_TICK, MAX_TICK = 0.01, 0.5
 class Server:
     """Serves one config generation at a time on the configured listen addresses."""
 
-    def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
-        self.runtime = Runtime.build(config)
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        reuse_port: bool = False,
+        sockets: Sequence[socket.socket] = (),
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.registry = Registry()
+        #: Record per-request metrics (``metrics.enabled``); the registry exists either way.
+        self.metrics_on = config.metrics.enabled
+        self.access_log = access_log
+        self.runtime = Runtime.build(config, registry=self.registry)
+        self._set_live()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.outbox: Outbox = None  # type: ignore[assignment]  # set by start()
         #: A coarse clock for deadlines (loop time, refreshed each sweep): reading an attribute is
@@ -45,9 +60,12 @@ class Server:
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.reuse_port = reuse_port
+        #: Listening sockets handed over by a supervisor (used instead of binding ``listen``).
+        self.sockets = list(sockets)
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._retired: list[Runtime] = []
+        #: Pools of targets a reload removed, swept until their last exchange gave them back.
+        self._retired: list[TargetPool] = []
         self._rid_prefix = os.urandom(6).hex().encode()
         self._rid_counter = 0
         self._all_closed = asyncio.Event()
@@ -70,18 +88,28 @@ class Server:
         return b"%s-%x" % (self._rid_prefix, self._rid_counter)
 
     async def start(self) -> list[tuple[str, int]]:
-        """Bind every listen address; returns the bound (host, port) pairs (port 0 = ephemeral)."""
+        """Bind every listen address (or serve the handed-over ``sockets``); returns the bound
+        (host, port) pairs (port 0 = ephemeral)."""
         self.attach_loop(asyncio.get_running_loop())
+        if self.access_log is not None:
+            self.access_log.start(self.loop)
         bound: list[tuple[str, int]] = []
-        for address in self.runtime.config.listen:
+        servers: list[asyncio.Server] = [
+            await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=4096)
+            for sock in self.sockets
+        ]
+        for address in self.runtime.config.listen if not self.sockets else ():
             host, port = split_address(address, allow_port_zero=True)
-            srv = await self.loop.create_server(
-                lambda: ClientConnection(self),
-                host,
-                port,
-                reuse_port=self.reuse_port or None,
-                backlog=4096,
+            servers.append(
+                await self.loop.create_server(
+                    lambda: ClientConnection(self),
+                    host,
+                    port,
+                    reuse_port=self.reuse_port or None,
+                    backlog=4096,
+                )
             )
+        for srv in servers:
             self._servers.append(srv)
             for sock in srv.sockets:
                 name = sock.getsockname()
@@ -92,10 +120,31 @@ class Server:
         return bound
 
     def apply(self, config: GatewayConfig) -> None:
-        """Swap in a new config generation; requests already started finish on the old one."""
+        """Swap in a new config generation between requests: requests already started finish on
+        the old one; kept targets keep their pools; removed targets' pools drain, then close."""
         old = self.runtime
-        self.runtime = Runtime.build(config)
-        self._retired.append(old)
+        self.runtime = Runtime.build(config, previous=old, registry=self.registry)
+        self.metrics_on = config.metrics.enabled
+        kept = {id(p) for p in self.runtime.pools()}
+        for pool in old.pools():
+            if id(pool) not in kept:
+                pool.retire()
+                self._retired.append(pool)
+        self._set_live()
+
+    def _set_live(self) -> None:
+        rt = self.runtime
+        self.registry.set_live(
+            rt.config_route_names(), [(u.name, t.address) for u in rt.upstreams.values() for t in u.targets]
+        )
+
+    def pool_gauges(self) -> dict[str, tuple[int, int, int]]:
+        """``upstream/address`` -> (in-flight requests, idle connections, busy connections)."""
+        gauges: dict[str, tuple[int, int, int]] = {}
+        for pool in [*self.runtime.pools(), *self._retired]:
+            st = pool.stats
+            gauges[f"{st.upstream}/{st.address}"] = (pool.target.inflight, len(pool.idle), pool.busy)
+        return gauges
 
     def tick(self) -> float:
         return max(MIN_TICK, min(MAX_TICK, self.runtime.min_timeout() / 10))
@@ -109,10 +158,9 @@ class Server:
             for pool in up.pools.values():
                 pool.sweep(now)
         if self._retired:
-            # Old generations' pools close once no exchange can still hand a connection back.
-            for old in self._retired:
-                old.close()
-            self._retired.clear()
+            for pool in self._retired:
+                pool.sweep(now)
+            self._retired = [p for p in self._retired if not p.drained]
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -137,8 +185,10 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.runtime.close()
-        for old in self._retired:
-            old.close()
+        for pool in self._retired:
+            pool.close()
+        if self.access_log is not None:
+            self.access_log.close()
         for srv in self._servers:
             await srv.wait_closed()
 

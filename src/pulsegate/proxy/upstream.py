@@ -110,8 +110,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_response_body(self, data: bytes) -> None:
         # Body bytes are bound here by httptools once; frame them for the client directly.
         client = self.client
-        assert client is not None and client.ex is not None
-        framing = client.ex.framing
+        ex = client.ex if client is not None else None
+        assert client is not None and ex is not None
+        ex.bytes_out += len(data)
+        framing = ex.framing
         if framing == BODY_CHUNKED:
             framed = frame_chunk(data)
             if isinstance(framed, bytes):

@@ -1,0 +1,124 @@
+"""The admin API (FastAPI): health, effective config, workers, reload, metric history and
+Prometheus ``/metrics``. It runs inside the supervisor and reads the supervisor's state.
+
+With ``admin.token`` set, every endpoint except ``GET /api/health`` requires
+``Authorization: Bearer <token>`` (health stays open for load-balancer and orchestrator probes,
+as Envoy's and Traefik's ping endpoints do). The OpenAPI document is at ``/openapi.json``.
+
+Example::
+
+    app = create_app(supervisor)   # served by pulsegate.admin.server.AdminServer
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from pulsegate import __version__
+from pulsegate.config import redacted
+from pulsegate.metrics.aggregator import Point
+from pulsegate.metrics.exposition import build_registry, render
+from pulsegate.metrics.histogram import percentiles
+
+if TYPE_CHECKING:
+    from pulsegate.runtime.supervisor import Supervisor
+
+QUANTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def create_app(sup: Supervisor) -> FastAPI:
+    """The admin application over a running supervisor."""
+    registry = build_registry(sup.aggregator, extra=lambda: _extra_metrics(sup))
+
+    def authorize(request: Request) -> None:
+        token = sup.config.admin.token
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(
+        title="pulsegate admin API",
+        version=__version__,
+        docs_url=None,  # Swagger UI loads its assets from a CDN; /openapi.json is what tools need
+        redoc_url=None,
+    )
+    guarded = [Depends(authorize)]
+
+    @app.get("/api/health", summary="Liveness and readiness of the gateway")
+    def health() -> JSONResponse:
+        body = sup.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    @app.get("/api/config", dependencies=guarded, summary="The effective config (secrets redacted)")
+    def config() -> dict[str, Any]:
+        return {"path": sup.config_path, "config": redacted(sup.config)}
+
+    @app.get("/api/workers", dependencies=guarded, summary="Worker processes and their vitals")
+    def workers() -> dict[str, Any]:
+        return {"workers": sup.workers_info()}
+
+    @app.post("/api/config/reload", dependencies=guarded, summary="Re-read, validate and apply the config")
+    async def reload() -> JSONResponse:
+        outcome = await sup.reload(source="api")
+        body = {
+            "ok": outcome.ok,
+            "errors": outcome.errors,
+            "restart_required": outcome.restart_required,
+            "workers": outcome.workers,
+        }
+        # 422: the file is invalid and nothing changed; 500: valid, but a worker failed to apply it.
+        status = 200 if outcome.ok else (422 if outcome.workers == 0 else 500)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/api/metrics/history", dependencies=guarded, summary="Per-second totals and latency")
+    def history(seconds: float = Query(60.0, gt=0, le=3600)) -> dict[str, Any]:
+        points = sup.history.recent(seconds) if sup.history is not None else []
+        return {"points": [_point_summary(p) for p in points]}
+
+    @app.get("/metrics", dependencies=guarded, summary="Prometheus text exposition")
+    def metrics() -> Response:
+        body, content_type = render(registry)
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def _point_summary(point: Point) -> dict[str, Any]:
+    total: dict[int, int] = {}
+    status = [0] * 6
+    for r in point.routes.values():
+        for k, v in r.total.items():
+            total[k] = total.get(k, 0) + v
+        status = [a + b for a, b in zip(status, r.status, strict=True)]
+    p50, p90, p99, p999 = percentiles(total, QUANTILES)
+    requests = sum(r.requests for r in point.routes.values())
+    return {
+        "time": point.time,
+        "requests": requests,
+        "requests_per_s": requests / point.interval if point.interval else 0.0,
+        "status": {f"{i}xx": status[i] for i in range(1, 6)},
+        "latency_ms": {"p50": p50 / 1000, "p90": p90 / 1000, "p99": p99 / 1000, "p999": p999 / 1000},
+    }
+
+
+def _extra_metrics(sup: Supervisor) -> list[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    alive = sum(1 for s in sup.slots if s.process is not None)
+    workers = GaugeMetricFamily("pulsegate_workers", "Worker processes alive", value=alive)
+    restarts = CounterMetricFamily(
+        "pulsegate_worker_restarts", "Worker processes replaced after dying", labels=["worker"]
+    )
+    for slot in sup.slots:
+        restarts.add_metric([str(slot.id)], slot.restarts)
+    reloads = CounterMetricFamily("pulsegate_config_reloads", "Config reload attempts", labels=["result"])
+    reloads.add_metric(["ok"], sup.reloads - sup.reload_failures)
+    reloads.add_metric(["failed"], sup.reload_failures)
+    return [workers, restarts, reloads]

@@ -1,0 +1,76 @@
+"""Messages on the supervisor <-> worker control channel (msgpack, tagged structs).
+
+Up (worker -> supervisor): :class:`Ready`, :class:`Pong`, :class:`Metrics`, :class:`Applied`.
+Down (supervisor -> worker): :class:`Ping`, :class:`Apply`, :class:`Stop`, :class:`ReopenLogs`.
+Later tools (profiler, memory snapshots, the tuner) add their own tags here.
+
+Example:
+    >>> decode(encode(Ping(seq=7)))
+    Ping(seq=7)
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from pulsegate.metrics.snapshot import Snapshot
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    """The worker listens and serves (sent once, after start)."""
+
+    worker: int
+    pid: int
+    listening: list[tuple[str, int]]
+
+
+class Ping(msgspec.Struct, tag="ping"):
+    seq: int
+
+
+class Pong(msgspec.Struct, tag="pong"):
+    seq: int
+
+
+class Metrics(msgspec.Struct, tag="metrics"):
+    snapshot: Snapshot
+
+
+class Apply(msgspec.Struct, tag="apply"):
+    """Swap in this config (already validated by the supervisor; the worker parses it again)."""
+
+    seq: int
+    text: str
+    source: str
+
+
+class Applied(msgspec.Struct, tag="applied"):
+    seq: int
+    ok: bool
+    errors: list[str] = []
+
+
+class Stop(msgspec.Struct, tag="stop"):
+    """Stop accepting, drain in-flight requests for up to ``timeout`` seconds, exit."""
+
+    timeout: float
+
+
+class ReopenLogs(msgspec.Struct, tag="reopen_logs"):
+    pass
+
+
+Message = Ready | Ping | Pong | Metrics | Apply | Applied | Stop | ReopenLogs
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(msg: Message) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Decode one message body (raises ``msgspec.DecodeError`` / ``ValidationError``)."""
+    msg: Message = _decoder.decode(data)
+    return msg

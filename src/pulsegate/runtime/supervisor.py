@@ -1,0 +1,465 @@
+"""The supervisor: the control plane. It binds the listeners, starts and watches the worker
+processes, reloads config, aggregates metrics and serves the admin API. It carries no client
+traffic.
+
+Example (see tests/runtime for the real thing)::
+
+    sup = Supervisor(load_config("gw.yaml"), config_path="gw.yaml")
+    exit_code = await sup.run(stop_event)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from pulsegate.config import ConfigError, GatewayConfig, load_config_text
+from pulsegate.logs import get_logger, reopen
+from pulsegate.metrics.aggregator import Aggregator
+from pulsegate.metrics.history import History
+from pulsegate.runtime.backoff import RestartBackoff
+from pulsegate.runtime.channel import Channel, open_channel
+from pulsegate.runtime.listeners import Listeners, bind_listeners
+from pulsegate.runtime.messages import Applied, Apply, Message, Metrics, Ping, Pong, Ready, ReopenLogs, Stop
+
+log = get_logger("pulsegate.supervisor")
+
+#: How long a worker may take to start serving before the supervisor gives up on it.
+START_TIMEOUT = 15.0
+#: How long a reload waits for every worker to confirm.
+APPLY_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass
+class WorkerSlot:
+    """One worker position; its process is replaced when it dies, the slot stays."""
+
+    id: int
+    backoff: RestartBackoff
+    process: subprocess.Popen[bytes] | None = None
+    channel: Channel | None = None
+    started_at: float = 0.0
+    ready: bool = False
+    last_pong: float = 0.0
+    ping_seq: int = 0
+    restarts: int = 0
+    pending: dict[int, asyncio.Future[Applied]] = dataclasses.field(default_factory=dict)
+    pidfd: int = -1
+    restart_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+
+@dataclasses.dataclass
+class ReloadOutcome:
+    ok: bool
+    errors: list[str]
+    #: Settings that changed but only apply after a restart (listen addresses, admin, workers).
+    restart_required: list[str] = dataclasses.field(default_factory=list)
+    workers: int = 0
+
+
+class Supervisor:
+    """Runs the gateway as one supervisor process and ``config.worker_count()`` workers."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        config_path: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_ready: Callable[[Supervisor], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock
+        self.on_ready = on_ready
+        self.aggregator = Aggregator()
+        self.history: History | None = None
+        self.listeners: Listeners | None = None
+        self.slots: list[WorkerSlot] = []
+        self.started_at = 0.0
+        self.stopping = False
+        self.admin_address: tuple[str, int] | None = None
+        self.reloads = 0
+        self.reload_failures = 0
+        self._apply_seq = 0
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exited = asyncio.Event()
+        self._all_ready = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Serve until ``stop`` is set, then drain the workers; returns the exit status."""
+        from pulsegate.admin.server import AdminServer
+
+        self._loop = loop = asyncio.get_running_loop()
+        self.started_at = self.clock()
+        cfg = self.config
+        try:
+            self.listeners = bind_listeners(cfg.listen, mode=cfg.supervisor.listen_mode)
+        except OSError as exc:
+            log.error("gateway.listen_failed", reason=str(exc.strerror or exc))
+            return 1
+        hc = cfg.metrics.history
+        try:
+            self.history = History(
+                hc.path, retention=hc.retention, resolution=hc.resolution, memory_window=hc.memory_window
+            )
+        except Exception as exc:
+            log.error("history.open_failed", path=hc.path, reason=str(exc))
+            self.listeners.close()
+            return 1
+        admin = AdminServer(self)
+        try:
+            self.admin_address = await admin.start(cfg.admin.listen)
+        except OSError as exc:
+            log.error("admin.listen_failed", address=cfg.admin.listen, reason=exc.strerror or str(exc))
+            self.listeners.close()
+            self.history.close()
+            return 1
+        for sig, handler in (
+            (signal.SIGHUP, lambda: loop.create_task(self.reload(source="SIGHUP"))),
+            (signal.SIGUSR1, self.reopen_logs),
+        ):
+            loop.add_signal_handler(sig, handler)
+        self.slots = [
+            WorkerSlot(id=i + 1, backoff=RestartBackoff(maximum=cfg.supervisor.restart_backoff_max))
+            for i in range(cfg.worker_count())
+        ]
+        for slot in self.slots:
+            self._spawn(slot)
+        self._tasks = [
+            loop.create_task(self._ping_forever()),
+            loop.create_task(self._points_forever()),
+        ]
+        ready = await self._wait_ready(START_TIMEOUT)
+        if not ready:
+            log.error("gateway.start_failed", reason="workers did not become ready", timeout=START_TIMEOUT)
+            await self._shutdown(0.0, admin)
+            return 1
+        log.info(
+            "gateway.ready",
+            listening=[_url(h, p) for h, p in self.listeners.addresses],
+            admin=_url(*self.admin_address),
+            workers=len(self.slots),
+            pid=os.getpid(),
+        )
+        if self.on_ready is not None:
+            self.on_ready(self)
+        await stop.wait()
+        await self._shutdown(cfg.shutdown_timeout, admin)
+        return 0
+
+    async def _wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._all_ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _shutdown(self, timeout: float, admin: object) -> None:
+        from pulsegate.admin.server import AdminServer
+
+        self.stopping = True
+        log.info("gateway.stopping", timeout=timeout)
+        for task in self._tasks:
+            task.cancel()
+        if self.listeners is not None:
+            self.listeners.close()  # the workers hold their own copies; we stop binding the port
+        for slot in self.slots:
+            if slot.restart_timer is not None:
+                slot.restart_timer.cancel()
+            if slot.channel is not None and slot.channel.is_open:
+                slot.channel.send(Stop(timeout=timeout))
+            elif slot.process is not None:
+                slot.process.send_signal(signal.SIGTERM)
+        deadline = self.clock() + timeout + 5.0
+        while any(s.process is not None for s in self.slots):
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                for slot in self.slots:
+                    if slot.process is not None:
+                        log.warning("worker.killed", worker_id=slot.id, pid=slot.pid, reason="drain timeout")
+                        slot.process.kill()
+                deadline = self.clock() + 5.0
+            self._exited.clear()
+            try:
+                await asyncio.wait_for(self._exited.wait(), max(0.05, min(remaining, 1.0)))
+            except TimeoutError:
+                pass
+        self._close_point()
+        if isinstance(admin, AdminServer):
+            await admin.stop()
+        if self.history is not None:
+            self.history.flush()
+            self.history.close()
+        log.info("gateway.stopped")
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _spawn(self, slot: WorkerSlot) -> None:
+        assert self._loop is not None and self.listeners is not None
+        slot.restart_timer = None
+        if self.stopping:
+            return
+        parent, child = socket.socketpair()
+        args, fds = self.listeners.worker_args()
+        cmd = [
+            sys.executable,
+            "-m",
+            "pulsegate.runtime.worker",
+            "--id",
+            str(slot.id),
+            "--control-fd",
+            str(child.fileno()),
+            *args,
+        ]
+        try:
+            proc = subprocess.Popen(cmd, pass_fds=(child.fileno(), *fds), stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            parent.close()
+            child.close()
+            log.error("worker.spawn_failed", worker_id=slot.id, reason=str(exc))
+            self._schedule_restart(slot, uptime=0.0)
+            return
+        child.close()
+        slot.process = proc
+        slot.started_at = slot.last_pong = self.clock()
+        slot.ready = False
+        slot.pidfd = os.pidfd_open(proc.pid)
+        self._loop.add_reader(slot.pidfd, self._on_exit, slot)
+        self._loop.create_task(self._attach(slot, parent, proc))
+        log.info("worker.started", worker_id=slot.id, pid=proc.pid)
+
+    async def _attach(self, slot: WorkerSlot, sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:
+        channel = await open_channel(sock, lambda m: self._on_message(slot, m))
+        if slot.process is not proc:  # died before the channel opened
+            channel.close()
+            return
+        slot.channel = channel
+        self._apply_seq += 1
+        channel.send(Apply(seq=self._apply_seq, text=self._config_text(), source="supervisor"))
+
+    def _config_text(self) -> str:
+        # JSON is YAML: the validated model travels as data, so the worker parses exactly what the
+        # supervisor checked (whatever the file says now, or when there is no file: the demo).
+        import orjson
+
+        return orjson.dumps(self.config.model_dump(mode="json")).decode()
+
+    def _on_message(self, slot: WorkerSlot, msg: Message) -> None:
+        if isinstance(msg, Metrics):
+            self.aggregator.add(msg.snapshot)
+        elif isinstance(msg, Pong):
+            slot.last_pong = self.clock()
+        elif isinstance(msg, Ready):
+            slot.ready = True
+            slot.last_pong = self.clock()
+            log.info("worker.ready", worker_id=slot.id, pid=msg.pid)
+            if all(s.ready for s in self.slots):
+                self._all_ready.set()
+        elif isinstance(msg, Applied):
+            fut = slot.pending.pop(msg.seq, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            elif not msg.ok:
+                log.error("worker.config_rejected", worker_id=slot.id, errors=msg.errors)
+
+    def _on_exit(self, slot: WorkerSlot) -> None:
+        assert self._loop is not None
+        proc = slot.process
+        self._loop.remove_reader(slot.pidfd)
+        os.close(slot.pidfd)
+        slot.pidfd = -1
+        if proc is None:
+            return
+        code = proc.wait()
+        uptime = self.clock() - slot.started_at
+        slot.process = None
+        slot.ready = False
+        if slot.channel is not None:
+            slot.channel.close()
+            slot.channel = None
+        for fut in slot.pending.values():
+            if not fut.done():
+                fut.set_result(Applied(seq=0, ok=False, errors=[f"worker {slot.id} exited"]))
+        slot.pending.clear()
+        self.aggregator.forget_worker(slot.id)
+        self._exited.set()
+        if self.stopping:
+            log.info("worker.exited", worker_id=slot.id, pid=proc.pid, code=code)
+            return
+        slot.restarts += 1
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        log.warning("worker.died", worker_id=slot.id, pid=proc.pid, reason=reason, uptime=round(uptime, 3))
+        self._schedule_restart(slot, uptime)
+
+    def _schedule_restart(self, slot: WorkerSlot, uptime: float) -> None:
+        assert self._loop is not None
+        delay = slot.backoff.delay(uptime)
+        if delay > 0:
+            log.warning(
+                "worker.restart_delayed",
+                worker_id=slot.id,
+                delay=delay,
+                quick_failures=slot.backoff.quick_failures,
+            )
+        slot.restart_timer = self._loop.call_later(delay, self._spawn, slot)
+
+    async def _ping_forever(self) -> None:
+        sc = self.config.supervisor
+        while True:
+            await asyncio.sleep(sc.ping_interval)
+            now = self.clock()
+            for slot in self.slots:
+                if slot.process is None:
+                    continue
+                if now - slot.last_pong > sc.ping_timeout:
+                    log.error(
+                        "worker.unresponsive",
+                        worker_id=slot.id,
+                        pid=slot.pid,
+                        silent_for=round(now - slot.last_pong, 3),
+                    )
+                    slot.process.kill()  # its exit is handled (and the slot restarted) by _on_exit
+                    slot.last_pong = now  # one kill per timeout
+                elif slot.channel is not None:
+                    slot.ping_seq += 1
+                    slot.channel.send(Ping(seq=slot.ping_seq))
+
+    async def _points_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0 - time.time() % 1.0)
+            self._close_point()
+
+    def _close_point(self) -> None:
+        point = self.aggregator.close_point(float(int(time.time()) - 1))
+        if self.history is not None:
+            self.history.append(point)
+
+    # -- commands -------------------------------------------------------------------------------
+
+    async def reload(self, source: str = "api") -> ReloadOutcome:
+        """Re-read the config file, validate it, and apply it to every worker between requests.
+
+        An invalid file changes nothing: the outcome (and the log) carries the same problems
+        ``pulsegate check`` prints.
+        """
+        async with self._reload_lock:
+            outcome = await self._reload()
+        self.reloads += 1
+        if outcome.ok:
+            log.info(
+                "config.reloaded",
+                source=source,
+                workers=outcome.workers,
+                restart_required=outcome.restart_required,
+            )
+        else:
+            self.reload_failures += 1
+            log.error("config.reload_failed", source=source, errors=outcome.errors)
+        return outcome
+
+    async def _reload(self) -> ReloadOutcome:
+        if self.config_path is None:
+            return ReloadOutcome(False, ["no config file to reload (the gateway runs an embedded config)"])
+        try:
+            with open(self.config_path, encoding="utf-8") as f:
+                text = f.read()
+            new = load_config_text(text, self.config_path)
+        except OSError as exc:
+            return ReloadOutcome(False, [f"{self.config_path}: {exc.strerror or exc}"])
+        except UnicodeDecodeError as exc:
+            return ReloadOutcome(False, [f"{self.config_path}: not UTF-8 text: {exc.reason}"])
+        except ConfigError as exc:
+            return ReloadOutcome(False, list(exc.problems))
+        old = self.config
+        needs_restart = [
+            key
+            for key in ("listen", "workers", "admin", "supervisor")
+            if getattr(new, key) != getattr(old, key)
+        ]
+        if new.metrics.history != old.metrics.history:
+            needs_restart.append("metrics.history")
+        self.config = new
+        self._apply_seq += 1
+        seq = self._apply_seq
+        assert self._loop is not None
+        waits: list[asyncio.Future[Applied]] = []
+        text_json = self._config_text()
+        for slot in self.slots:
+            if slot.channel is not None and slot.channel.is_open:
+                fut: asyncio.Future[Applied] = self._loop.create_future()
+                slot.pending[seq] = fut
+                slot.channel.send(Apply(seq=seq, text=text_json, source=self.config_path))
+                waits.append(fut)
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*waits), APPLY_TIMEOUT)
+        except TimeoutError:
+            return ReloadOutcome(False, ["workers did not confirm the new config in time"], needs_restart)
+        errors = [e for r in results if not r.ok for e in r.errors]
+        return ReloadOutcome(not errors, errors, needs_restart, workers=len(results))
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen our log file and tell every worker to reopen theirs (logrotate)."""
+        try:
+            reopen()
+        except OSError as exc:
+            log.error("logs.reopen_failed", reason=str(exc))  # keeps writing to the old file
+        for slot in self.slots:
+            if slot.channel is not None:
+                slot.channel.send(ReopenLogs())
+        log.info("logs.reopened")
+
+    # -- views for the admin API ---------------------------------------------------------------
+
+    def workers_info(self) -> list[dict[str, object]]:
+        now = self.clock()
+        out: list[dict[str, object]] = []
+        for slot in self.slots:
+            totals = self.aggregator.workers.get(slot.id)
+            last = totals.last if totals is not None else None
+            out.append(
+                {
+                    "id": slot.id,
+                    "pid": slot.pid or None,
+                    "alive": slot.process is not None,
+                    "ready": slot.ready,
+                    "uptime_s": round(now - slot.started_at, 3) if slot.process is not None else 0.0,
+                    "restarts": slot.restarts,
+                    "rss_bytes": last.rss_bytes if last else 0,
+                    "cpu_percent": round(totals.cpu_percent, 1) if totals else 0.0,
+                    "loop_lag_ms": round(last.loop_lag_max * 1000, 3) if last else 0.0,
+                    "requests_per_s": round(totals.requests_per_s, 1) if totals else 0.0,
+                    "requests_total": totals.requests if totals else 0,
+                    "connections": last.connections if last else 0,
+                }
+            )
+        return out
+
+    def health(self) -> dict[str, object]:
+        ready = sum(1 for s in self.slots if s.ready)
+        return {
+            "status": "ok" if ready == len(self.slots) and not self.stopping else "degraded",
+            "workers": len(self.slots),
+            "workers_ready": ready,
+            "uptime_s": round(self.clock() - self.started_at, 3),
+            "stopping": self.stopping,
+        }
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
