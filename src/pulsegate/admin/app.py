@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -77,10 +78,24 @@ def create_app(sup: Supervisor) -> FastAPI:
         status = 200 if outcome.ok else (422 if outcome.workers == 0 else 500)
         return JSONResponse(body, status_code=status)
 
-    @app.get("/api/metrics/history", dependencies=guarded, summary="Per-second totals and latency")
-    def history(seconds: float = Query(60.0, gt=0, le=3600)) -> dict[str, Any]:
-        points = sup.history.recent(seconds) if sup.history is not None else []
-        return {"points": [_point_summary(p) for p in points]}
+    @app.get("/api/metrics/history", dependencies=guarded, summary="Totals and latency over time")
+    def history(
+        seconds: float = Query(60.0, gt=0, le=366 * 86400, description="how far back"),
+        resolution: float | None = Query(
+            None, ge=1, description="seconds per point: omit for the 1 s points kept in memory"
+        ),
+    ) -> dict[str, Any]:
+        hist = sup.history
+        if hist is None:
+            return {"resolution": resolution or 1.0, "points": []}
+        try:
+            if resolution is None:
+                points = hist.recent(min(seconds, sup.config.metrics.history.memory_window))
+            else:
+                points = hist.query(time.time() - seconds, resolution=resolution)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"resolution": resolution or 1.0, "points": [_point_summary(p) for p in points]}
 
     @app.get("/metrics", dependencies=guarded, summary="Prometheus text exposition")
     def metrics() -> Response:

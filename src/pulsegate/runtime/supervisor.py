@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pulsegate.config import ConfigError, GatewayConfig, load_config_text
 from pulsegate.logs import get_logger, reopen
 from pulsegate.metrics.aggregator import Aggregator
-from pulsegate.metrics.history import History
+from pulsegate.metrics.history import History, HistoryError
 from pulsegate.runtime.backoff import RestartBackoff
 from pulsegate.runtime.channel import Channel, open_channel
 from pulsegate.runtime.listeners import Listeners, bind_listeners
@@ -91,6 +91,7 @@ class Supervisor:
         self.stopping = False
         self.admin_address: tuple[str, int] | None = None
         self.reloads = 0
+        self.history_errors = 0
         self.reload_failures = 0
         self._apply_seq = 0
         self._reload_lock = asyncio.Lock()
@@ -204,7 +205,10 @@ class Supervisor:
         if isinstance(admin, AdminServer):
             await admin.stop()
         if self.history is not None:
-            self.history.flush()
+            try:
+                self.history.flush()
+            except HistoryError as exc:
+                log.error("history.write_failed", reason=str(exc))
             self.history.close()
         log.info("gateway.stopped")
 
@@ -348,7 +352,13 @@ class Supervisor:
     def _close_point(self) -> None:
         point = self.aggregator.close_point(float(int(time.time()) - 1))
         if self.history is not None:
-            self.history.append(point)
+            try:
+                self.history.append(point)
+            except HistoryError as exc:
+                # A full disk must not take the gateway down; memory history keeps working.
+                self.history_errors += 1
+                if self.history_errors == 1 or self.history_errors % 60 == 0:
+                    log.error("history.write_failed", reason=str(exc), failures=self.history_errors)
 
     # -- commands -------------------------------------------------------------------------------
 
