@@ -37,7 +37,10 @@ import proxy_rig as rig
 EXIT_CHECK_FAILED = 1
 EXIT_TOOLS_MISSING = 77  # the autotools "skipped" convention
 EXIT_INTERRUPTED = 130
-PEER_ORDER = ("nginx", "pulsegate", "node-http-proxy", "node-undici")
+PEER_ORDER = ("nginx", "pulsegate", "pulsegate-bare", "pulsegate-full", "node-http-proxy", "node-undici")
+#: Run unless --peers says otherwise. pulsegate-bare (metrics off) and pulsegate-full (metrics and
+#: an access log file) price the observability features against the default (metrics on, no log).
+DEFAULT_PEERS = ("nginx", "pulsegate", "node-http-proxy", "node-undici")
 BASELINE = "nginx"
 READY_TIMEOUT_S = 10.0
 
@@ -103,8 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each run (default 2)")
     p.add_argument(
         "--peers",
-        default=",".join(PEER_ORDER),
-        help=f"comma-separated subset of {','.join(PEER_ORDER)} (default all)",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma-separated subset of {','.join(PEER_ORDER)} (default {','.join(DEFAULT_PEERS)})",
     )
     p.add_argument(
         "--nginx-keepalive",
@@ -118,7 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="add 'workers: N' to the pulsegate config (default: not set, pulsegate decides)",
     )
-    p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxy (default first usable)")
+    p.add_argument(
+        "--proxy-cpu",
+        type=int,
+        default=None,
+        help="core for the proxy (default first usable; -1: not pinned, e.g. for 2 workers)",
+    )
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk + origin (default second usable)")
     p.add_argument(
         "--nice",
@@ -202,9 +210,10 @@ def build_peers(args: argparse.Namespace, tools: dict[str, str | None]) -> list[
             nginx = tools["nginx"]
             assert nginx is not None  # checked by the caller: it is also the origin
             out.append(peers.Peer("nginx", peers.nginx_proxy_builder(nginx, args.nginx_keepalive)))
-        elif name == "pulsegate":
+        elif name.startswith("pulsegate"):
             exe = Path(sys.executable).parent / "pulsegate"
-            out.append(peers.pulsegate_peer(exe, args.pulsegate_workers))
+            variant = name.partition("-")[2] or "default"
+            out.append(peers.pulsegate_peer(exe, args.pulsegate_workers, variant=variant, name=name))
         elif name == "node-http-proxy":
             out.append(peers.node_peer(name, "http_proxy.js", tools["node"], "http-proxy"))
         elif name == "node-undici":
@@ -508,6 +517,10 @@ def choose_cores(args: argparse.Namespace, taskset: str | None) -> tuple[int | N
     if taskset is None or len(cpus) < 2:
         log(f"not pinning: taskset {'found' if taskset else 'missing'}, usable cores {cpus}")
         return None, None
+    if args.proxy_cpu == -1:
+        load_cpu = cpus[-1] if args.load_cpu is None else args.load_cpu
+        log(f"proxy not pinned (may use every core); load+origin on core {load_cpu}")
+        return None, load_cpu
     proxy_cpu = cpus[0] if args.proxy_cpu is None else args.proxy_cpu
     load_cpu = next(c for c in cpus if c != proxy_cpu) if args.load_cpu is None else args.load_cpu
     if proxy_cpu == load_cpu or not {proxy_cpu, load_cpu} <= set(cpus):

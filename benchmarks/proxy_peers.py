@@ -107,7 +107,16 @@ def nginx_proxy_builder(nginx: str, keepalive: int) -> CommandBuilder:
     return build
 
 
-def pulsegate_yaml(port: int, upstream_port: int, workers: int | None) -> str:
+def pulsegate_yaml(
+    port: int,
+    upstream_port: int,
+    workers: int | None,
+    *,
+    variant: str = "default",
+    workdir: Path | None = None,
+) -> str:
+    """``variant``: ``default`` (metrics on, no access log), ``bare`` (metrics off) or ``full``
+    (metrics on and an access log file)."""
     # Pool sizes match the node peers' agent limits (1024 connections, 256 idle).
     lines = [
         f'listen: "127.0.0.1:{port}"',
@@ -115,24 +124,29 @@ def pulsegate_yaml(port: int, upstream_port: int, workers: int | None) -> str:
         "pool: {max_idle: 256, max_connections: 1024}}}",
         'routes: [{name: bench, match: {path_prefix: "/"}, upstream: bench}]',
         'admin: {listen: "127.0.0.1:0"}',
-        'metrics: {history: {path: "off"}}',
+        f'metrics: {{enabled: {"false" if variant == "bare" else "true"}, history: {{path: "off"}}}}',
     ]
+    if variant == "full":
+        log_path = (workdir or Path(".")) / "access.log"
+        lines.append(f'logging: {{access_log: {{path: "{log_path}"}}}}')
     if workers is not None:
         lines.append(f"workers: {workers}")
     return "\n".join(lines) + "\n"
 
 
-def pulsegate_peer(executable: Path, workers: int | None) -> Peer:
+def pulsegate_peer(
+    executable: Path, workers: int | None, *, variant: str = "default", name: str = "pulsegate"
+) -> Peer:
     if not executable.exists():
-        return Peer("pulsegate", None, f"{executable} does not exist (is the package installed?)")
+        return Peer(name, None, f"{executable} does not exist (is the package installed?)")
 
     def build(workdir: Path, port: int, upstream_port: int) -> list[str]:
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "pulsegate.yaml"
-        conf.write_text(pulsegate_yaml(port, upstream_port, workers))
+        conf.write_text(pulsegate_yaml(port, upstream_port, workers, variant=variant, workdir=workdir))
         return [str(executable), "run", "-c", str(conf)]
 
-    return Peer("pulsegate", build)
+    return Peer(name, build)
 
 
 def node_peer(name: str, script: str, node: str | None, required_module: str) -> Peer:

@@ -96,7 +96,7 @@ class AccessLog:
         self._torn = False
         self._closed = False
         self._ts_second = -1
-        self._ts_prefix = ""
+        self._ts_prefix_b = b""
         #: Lines handed to the destination in full.
         self.records_written = 0
         #: Lines lost: the destination was full (EAGAIN), gone (EPIPE) or failing, or the log was closed.
@@ -203,23 +203,59 @@ class AccessLog:
         if self._fd < 0:
             self.dropped += len(entries)
             return
-        lines = self._lines(entries)
         try:
-            # One dumps for the whole batch, cut into lines: a dumps per line costs several times more
-            # (each result is a separate allocation kept alive until the join). `},{"` occurs only
-            # between two records: a record holds no nested object, and inside a string every quote
-            # is escaped, so a brace followed by a bare quote never comes from a value.
-            data = orjson.dumps(lines)[1:-1].replace(b'},{"', b'}\n{"') + b"\n"
-        except TypeError:
-            data = b"".join([_dump_line(line) for line in lines])
+            data = self._format(entries)
+        except (TypeError, ValueError, UnicodeError):
+            data = b"".join([_dump_line(line) for line in self._lines(entries)])
         if self._torn:
             data = b"\n" + data
         self._write(data, len(entries), 1 if self._torn else 0)
 
+    def _format(self, entries: list[Entry]) -> bytes:
+        # A bytes template filled with %: no per-line dict, no decode, no JSON encoder call. Only
+        # the wire's values are checked for a quote, a backslash or a non-printable byte (one
+        # translate() over their concatenation) and escaped by orjson when that finds anything.
+        segments: dict[tuple[str, str, str], bytes] = {}
+        out: list[bytes] = []
+        push = out.append
+        second, prefix = self._ts_second, self._ts_prefix_b
+        for ts, meth_, path_, route, upstream, target, status, b_in, b_out, total, up, rid_, peer_ in entries:
+            meth, path, rid, peer = meth_, path_, rid_, peer_
+            key = (route, upstream, target)
+            seg = segments.get(key)
+            if seg is None:
+                seg = segments[key] = orjson.dumps({"route": route, "upstream": upstream, "target": target})[
+                    1:-1
+                ]
+            if (meth + path + rid + peer).translate(None, _JSON_SAFE):
+                meth, path, rid, peer = _escape(meth), _escape(path), _escape(rid), _escape(peer)
+            sec, ms = divmod(int(ts * 1000), 1000)
+            if sec != second:
+                second = sec
+                prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)).encode()
+            push(
+                _LINE
+                % (
+                    prefix,
+                    ms,
+                    meth,
+                    path,
+                    seg,
+                    status,
+                    b_in,
+                    b_out,
+                    *divmod(total, 1000),
+                    *divmod(up, 1000),
+                    rid,
+                    peer,
+                )
+            )
+        self._ts_second, self._ts_prefix_b = second, prefix
+        return b"".join(out)
+
     def _lines(self, entries: list[Entry]) -> list[dict[str, object]]:
+        """The slow, general form (dicts for json.dumps): used only when the template cannot be."""
         stamp = self._timestamp
-        # Wire bytes decode as latin-1: every byte maps to one character, so odd paths never raise
-        # and the original bytes come back with .encode("latin-1").
         return [
             {
                 "ts": stamp(ts),
@@ -231,8 +267,6 @@ class AccessLog:
                 "status": status,
                 "bytes_in": b_in,
                 "bytes_out": b_out,
-                # Whole microseconds over 1000 have at most 3 decimals already, and floats print in
-                # their shortest form (1.234): this is round(total / 1000, 3) without the call.
                 "duration_ms": total / 1000,
                 "upstream_ms": up / 1000,
                 "request_id": rid.decode("latin-1"),
@@ -244,11 +278,7 @@ class AccessLog:
     def _timestamp(self, ts: float) -> str:
         # Milliseconds first: ts - int(ts) would turn .123 into 122.99999 ms.
         second, ms = divmod(int(ts * 1000), 1000)
-        if second != self._ts_second:
-            # A batch spans a second or two: strftime once per second, not once per line.
-            self._ts_second = second
-            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        return f"{self._ts_prefix}{ms:03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)) + f"{ms:03d}Z"
 
     def _write(self, data: bytes, lines: int, leading_newlines: int) -> None:
         view = memoryview(data)
@@ -312,6 +342,19 @@ class AccessLog:
         if self._owned:
             os.close(self._fd)
         self._fd = -1
+
+
+_LINE: Final = (
+    b'{"ts":"%s%03dZ","method":"%s","path":"%s",%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
+    b'"duration_ms":%d.%03d,"upstream_ms":%d.%03d,"request_id":"%s","client":"%s"}\n'
+)
+#: Bytes a JSON string may hold as they are: printable ASCII except the quote and the backslash.
+_JSON_SAFE: Final = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def _escape(value: bytes) -> bytes:
+    """``value`` (wire bytes, read as latin-1) as the inside of a JSON string."""
+    return orjson.dumps(value.decode("latin-1"))[1:-1]
 
 
 def _dump_line(line: dict[str, object]) -> bytes:

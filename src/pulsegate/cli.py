@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway in the foreground")
     run.add_argument("-c", "--config", required=True, help="YAML config file")
+    run.add_argument("--pid-file", help="write the supervisor's pid here (for SIGHUP / SIGUSR1 scripts)")
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("-c", "--config", required=True, help="YAML config file")
     demo = sub.add_parser("demo", help="run with an embedded config and demo upstreams")
@@ -49,7 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
-        return _run_loop(lambda stop: _serve(config, args.config, stop))
+        if args.pid_file:
+            try:
+                with open(args.pid_file, "w", encoding="ascii") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as exc:
+                print(f"pulsegate: cannot write pid file: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+        try:
+            return _run_loop(lambda stop: _serve(config, args.config, stop))
+        finally:
+            if args.pid_file:
+                with contextlib.suppress(OSError):
+                    os.unlink(args.pid_file)
     return _run_loop(lambda stop: _demo(args.listen, args.admin, stop))
 
 

@@ -42,62 +42,65 @@ def generation(k: int, a: str, b: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(120)
 def test_five_reloads_under_load_fail_nothing(tmp_path: Path) -> None:
-    with origin_thread(named("a")) as a, origin_thread(named("b")) as b:
-        with gateway(tmp_path, generation(0, a, b)) as gw:
-            stop = threading.Event()
-            failures: list[str] = []
-            counts = [0] * LOAD_THREADS
+    with (
+        origin_thread(named("a")) as a,
+        origin_thread(named("b")) as b,
+        gateway(tmp_path, generation(0, a, b)) as gw,
+    ):
+        stop = threading.Event()
+        failures: list[str] = []
+        counts = [0] * LOAD_THREADS
 
-            def load(i: int) -> None:
-                conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-                deadline = time.monotonic() + 60  # bounded even if the main thread never stops us
-                n = 0
-                while not stop.is_set() and time.monotonic() < deadline:
-                    try:
-                        # Every 50th request on a fresh connection: new accepts during reloads too.
-                        if n % 50 == 49:
-                            conn.close()
-                            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-                        conn.request("GET", f"/load/{i}/{n}")
-                        resp = conn.getresponse()
-                        body = resp.read()
-                        if resp.status != 200 or not body.endswith(f"/load/{i}/{n}".encode()):
-                            failures.append(f"{resp.status} {body[:200]!r}")
-                    except (OSError, http.client.HTTPException) as exc:
-                        failures.append(repr(exc))
+        def load(i: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+            deadline = time.monotonic() + 60  # bounded even if the main thread never stops us
+            n = 0
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    # Every 50th request on a fresh connection: new accepts during reloads too.
+                    if n % 50 == 49:
                         conn.close()
                         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-                    n += 1
-                    counts[i] = n
-                conn.close()
+                    conn.request("GET", f"/load/{i}/{n}")
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    if resp.status != 200 or not body.endswith(f"/load/{i}/{n}".encode()):
+                        failures.append(f"{resp.status} {body[:200]!r}")
+                except (OSError, http.client.HTTPException) as exc:
+                    failures.append(repr(exc))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+                n += 1
+                counts[i] = n
+            conn.close()
 
-            threads = [threading.Thread(target=load, args=(i,)) for i in range(LOAD_THREADS)]
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(LOAD_THREADS)]
+        for t in threads:
+            t.start()
+        # A keep-alive connection opened before any reload, used after each one.
+        veteran = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        assert get(gw.port, "/gen1", veteran)[0] == 404
+        try:
+            for k in range(1, RELOADS + 1):
+                before = sum(counts)
+                write_config(gw.config_path, generation(k, a, b))
+                status, _, body = gw.admin("POST", "/api/config/reload")
+                assert status == 200, body
+                assert json.loads(body)["ok"] is True
+                # The new route serves at once, on the old connection and on a new one.
+                assert get(gw.port, f"/gen{k}", veteran)[0] == 200
+                assert get(gw.port, f"/gen{k}")[0] == 200
+                # Load kept flowing while we reloaded (each thread made progress).
+                _wait(lambda floor=before + 50 * LOAD_THREADS: sum(counts) > floor, 20)
+        finally:
+            stop.set()
             for t in threads:
-                t.start()
-            # A keep-alive connection opened before any reload, used after each one.
-            veteran = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-            assert get(gw.port, "/gen1", veteran)[0] == 404
-            try:
-                for k in range(1, RELOADS + 1):
-                    before = sum(counts)
-                    write_config(gw.config_path, generation(k, a, b))
-                    status, _, body = gw.admin("POST", "/api/config/reload")
-                    assert status == 200, body
-                    assert json.loads(body)["ok"] is True
-                    # The new route serves at once, on the old connection and on a new one.
-                    assert get(gw.port, f"/gen{k}", veteran)[0] == 200
-                    assert get(gw.port, f"/gen{k}")[0] == 200
-                    # Load kept flowing while we reloaded (each thread made progress).
-                    _wait(lambda: sum(counts) > before + 50 * LOAD_THREADS, 20)
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join(30)
-                veteran.close()
-            assert not failures, failures[:10]
-            assert sum(counts) > RELOADS * 50 * LOAD_THREADS
-            # Both upstream targets served during the odd generations; the workers stayed the same.
-            assert all(w["restarts"] == 0 for w in gw.workers())
+                t.join(30)
+            veteran.close()
+        assert not failures, failures[:10]
+        assert sum(counts) > RELOADS * 50 * LOAD_THREADS
+        # Both upstream targets served during the odd generations; the workers stayed the same.
+        assert all(w["restarts"] == 0 for w in gw.workers())
 
 
 def test_listen_change_is_reported_as_needing_a_restart(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ from fastapi.responses import JSONResponse, Response
 from pulsegate import __version__
 from pulsegate.config import redacted
 from pulsegate.metrics.aggregator import Point
-from pulsegate.metrics.exposition import build_registry, render
+from pulsegate.metrics.exposition import build_registry, render, supervisor_metrics
 from pulsegate.metrics.histogram import percentiles
+from pulsegate.metrics.history import HistoryError
 
 if TYPE_CHECKING:
     from pulsegate.runtime.supervisor import Supervisor
@@ -35,7 +36,9 @@ def create_app(sup: Supervisor) -> FastAPI:
     """The admin application over a running supervisor."""
     registry = build_registry(sup.aggregator, extra=lambda: _extra_metrics(sup))
 
-    def authorize(request: Request) -> None:
+    # Every handler is `async def`: FastAPI runs plain `def` handlers in a thread pool, and the
+    # supervisor's state (aggregator, history's SQLite connection) belongs to the event loop thread.
+    async def authorize(request: Request) -> None:
         token = sup.config.admin.token
         if token is None:
             return
@@ -53,16 +56,16 @@ def create_app(sup: Supervisor) -> FastAPI:
     guarded = [Depends(authorize)]
 
     @app.get("/api/health", summary="Liveness and readiness of the gateway")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         body = sup.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/api/config", dependencies=guarded, summary="The effective config (secrets redacted)")
-    def config() -> dict[str, Any]:
+    async def config() -> dict[str, Any]:
         return {"path": sup.config_path, "config": redacted(sup.config)}
 
     @app.get("/api/workers", dependencies=guarded, summary="Worker processes and their vitals")
-    def workers() -> dict[str, Any]:
+    async def workers() -> dict[str, Any]:
         return {"workers": sup.workers_info()}
 
     @app.post("/api/config/reload", dependencies=guarded, summary="Re-read, validate and apply the config")
@@ -79,7 +82,7 @@ def create_app(sup: Supervisor) -> FastAPI:
         return JSONResponse(body, status_code=status)
 
     @app.get("/api/metrics/history", dependencies=guarded, summary="Totals and latency over time")
-    def history(
+    async def history(
         seconds: float = Query(60.0, gt=0, le=366 * 86400, description="how far back"),
         resolution: float | None = Query(
             None, ge=1, description="seconds per point: omit for the 1 s points kept in memory"
@@ -95,10 +98,12 @@ def create_app(sup: Supervisor) -> FastAPI:
                 points = hist.query(time.time() - seconds, resolution=resolution)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        except HistoryError as exc:
+            raise HTTPException(503, str(exc)) from None
         return {"resolution": resolution or 1.0, "points": [_point_summary(p) for p in points]}
 
     @app.get("/metrics", dependencies=guarded, summary="Prometheus text exposition")
-    def metrics() -> Response:
+    async def metrics() -> Response:
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
@@ -124,16 +129,11 @@ def _point_summary(point: Point) -> dict[str, Any]:
 
 
 def _extra_metrics(sup: Supervisor) -> list[Any]:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily
 
     alive = sum(1 for s in sup.slots if s.process is not None)
-    workers = GaugeMetricFamily("pulsegate_workers", "Worker processes alive", value=alive)
-    restarts = CounterMetricFamily(
-        "pulsegate_worker_restarts", "Worker processes replaced after dying", labels=["worker"]
-    )
-    for slot in sup.slots:
-        restarts.add_metric([str(slot.id)], slot.restarts)
+    metrics = supervisor_metrics(alive, {slot.id: slot.restarts for slot in sup.slots})
     reloads = CounterMetricFamily("pulsegate_config_reloads", "Config reload attempts", labels=["result"])
     reloads.add_metric(["ok"], sup.reloads - sup.reload_failures)
     reloads.add_metric(["failed"], sup.reload_failures)
-    return [workers, restarts, reloads]
+    return [*metrics, reloads]

@@ -126,7 +126,7 @@ class GatewayCollector:
             "pulsegate_request_bytes_total", "Request body bytes received from clients.", labels=labels
         )
         bytes_out = CounterMetricFamily(
-            "pulsegate_response_bytes_total", "Response body bytes sent to clients.", labels=labels
+            "pulsegate_response_bytes_total", "Response bytes sent to clients (head and body).", labels=labels
         )
         in_flight = GaugeMetricFamily(
             "pulsegate_requests_in_flight", "Requests started and not yet finished.", labels=labels

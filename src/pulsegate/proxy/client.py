@@ -65,6 +65,7 @@ class ClientConnection(asyncio.Protocol):
         "read_timeout",
         "rejected",
         "server",
+        "t_first",
         "transport",
         "wbuf",
         "write_paused",
@@ -95,6 +96,8 @@ class ClientConnection(asyncio.Protocol):
         #: Bytes for the client, gathered during one upstream read and written with one writev.
         self.wbuf: list[bytes] = []
         self.phase = IDLE
+        #: perf_counter_ns of the first byte of the request being read (its total time starts there).
+        self.t_first = 0
         self.deadline = 0.0
         self.read_timeout = 30.0
         self.blocked = 0
@@ -145,6 +148,7 @@ class ClientConnection(asyncio.Protocol):
         if self.phase == IDLE:
             self.phase = HEAD
             self.deadline = self.server.now + self.lim.header_timeout
+            self.t_first = perf_counter_ns()
         try:
             self.parser.feed(data)
         except DownstreamError as exc:
@@ -184,6 +188,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = ex
         if self.ex is None:
             self.ex = ex
+            ex.t0 = self.t_first
             self._start(ex)
         else:
             ex.t0 = perf_counter_ns()  # queued behind others: its time starts now
@@ -536,6 +541,7 @@ class ClientConnection(asyncio.Protocol):
         if self.parser.in_head:
             self.phase = HEAD
             self.deadline = self.server.now + self.lim.header_timeout
+            self.t_first = perf_counter_ns()  # its first bytes came in earlier; waiting starts now
         else:
             self.phase = IDLE
             self.deadline = self.server.now + self.lim.keepalive_timeout

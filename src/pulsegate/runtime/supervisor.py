@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import signal
 import socket
@@ -20,7 +21,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from pulsegate.config import ConfigError, GatewayConfig, load_config_text
+import orjson
+
+from pulsegate.config import ConfigError, GatewayConfig, load_config
 from pulsegate.logs import get_logger, reopen
 from pulsegate.metrics.aggregator import Aggregator
 from pulsegate.metrics.history import History, HistoryError
@@ -96,6 +99,7 @@ class Supervisor:
         self._apply_seq = 0
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[ReloadOutcome]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exited = asyncio.Event()
         self._all_ready = asyncio.Event()
@@ -132,7 +136,7 @@ class Supervisor:
             self.history.close()
             return 1
         for sig, handler in (
-            (signal.SIGHUP, lambda: loop.create_task(self.reload(source="SIGHUP"))),
+            (signal.SIGHUP, self._reload_on_signal),
             (signal.SIGUSR1, self.reopen_logs),
         ):
             loop.add_signal_handler(sig, handler)
@@ -258,11 +262,7 @@ class Supervisor:
         channel.send(Apply(seq=self._apply_seq, text=self._config_text(), source="supervisor"))
 
     def _config_text(self) -> str:
-        # JSON is YAML: the validated model travels as data, so the worker parses exactly what the
-        # supervisor checked (whatever the file says now, or when there is no file: the demo).
-        import orjson
-
-        return orjson.dumps(self.config.model_dump(mode="json")).decode()
+        return _config_json(self.config)
 
     def _on_message(self, slot: WorkerSlot, msg: Message) -> None:
         if isinstance(msg, Metrics):
@@ -345,12 +345,18 @@ class Supervisor:
                     slot.channel.send(Ping(seq=slot.ping_seq))
 
     async def _points_forever(self) -> None:
+        boundary = math.floor(time.time()) + 1
         while True:
-            await asyncio.sleep(1.0 - time.time() % 1.0)
-            self._close_point()
+            # Timers may fire a little early: wait until the second has really ended.
+            while (now := time.time()) < boundary:
+                await asyncio.sleep(boundary - now)
+            self._close_point(boundary - 1)
+            boundary = max(boundary + 1, math.floor(now) + 1)
 
-    def _close_point(self) -> None:
-        point = self.aggregator.close_point(float(int(time.time()) - 1))
+    def _close_point(self, second: float | None = None) -> None:
+        """Close the current point, labelled with the wall-clock second it covers."""
+        label = float(math.floor(time.time()) if second is None else second)
+        point = self.aggregator.close_point(label)
         if self.history is not None:
             try:
                 self.history.append(point)
@@ -387,29 +393,27 @@ class Supervisor:
         if self.config_path is None:
             return ReloadOutcome(False, ["no config file to reload (the gateway runs an embedded config)"])
         try:
-            with open(self.config_path, encoding="utf-8") as f:
-                text = f.read()
-            new = load_config_text(text, self.config_path)
-        except OSError as exc:
-            return ReloadOutcome(False, [f"{self.config_path}: {exc.strerror or exc}"])
-        except UnicodeDecodeError as exc:
-            return ReloadOutcome(False, [f"{self.config_path}: not UTF-8 text: {exc.reason}"])
+            new = load_config(self.config_path)
         except ConfigError as exc:
             return ReloadOutcome(False, list(exc.problems))
         old = self.config
+        # Settings bound at start keep their running values; the effective config says so.
         needs_restart = [
-            key
-            for key in ("listen", "workers", "admin", "supervisor")
-            if getattr(new, key) != getattr(old, key)
+            key for key in ("listen", "workers", "supervisor") if getattr(new, key) != getattr(old, key)
         ]
+        keep: dict[str, object] = {key: getattr(old, key) for key in needs_restart}
+        if new.admin.listen != old.admin.listen:
+            needs_restart.append("admin.listen")
+            keep["admin"] = new.admin.model_copy(update={"listen": old.admin.listen})
         if new.metrics.history != old.metrics.history:
             needs_restart.append("metrics.history")
-        self.config = new
+            keep["metrics"] = new.metrics.model_copy(update={"history": old.metrics.history})
+        effective = new.model_copy(update=keep) if keep else new
         self._apply_seq += 1
         seq = self._apply_seq
         assert self._loop is not None
         waits: list[asyncio.Future[Applied]] = []
-        text_json = self._config_text()
+        text_json = _config_json(effective)
         for slot in self.slots:
             if slot.channel is not None and slot.channel.is_open:
                 fut: asyncio.Future[Applied] = self._loop.create_future()
@@ -421,7 +425,15 @@ class Supervisor:
         except TimeoutError:
             return ReloadOutcome(False, ["workers did not confirm the new config in time"], needs_restart)
         errors = [e for r in results if not r.ok for e in r.errors]
+        if not errors:
+            self.config = effective
         return ReloadOutcome(not errors, errors, needs_restart, workers=len(results))
+
+    def _reload_on_signal(self) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self.reload(source="SIGHUP"))
+        self._background.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._background.discard)
 
     def reopen_logs(self) -> None:
         """SIGUSR1: reopen our log file and tell every worker to reopen theirs (logrotate)."""
@@ -429,10 +441,11 @@ class Supervisor:
             reopen()
         except OSError as exc:
             log.error("logs.reopen_failed", reason=str(exc))  # keeps writing to the old file
+        else:
+            log.info("logs.reopened")
         for slot in self.slots:
             if slot.channel is not None:
                 slot.channel.send(ReopenLogs())
-        log.info("logs.reopened")
 
     # -- views for the admin API ---------------------------------------------------------------
 
@@ -469,6 +482,12 @@ class Supervisor:
             "uptime_s": round(self.clock() - self.started_at, 3),
             "stopping": self.stopping,
         }
+
+
+def _config_json(config: GatewayConfig) -> str:
+    # JSON is YAML: the validated model travels as data, so the worker parses exactly what the
+    # supervisor checked (whatever the file says now, or when there is no file: the demo).
+    return orjson.dumps(config.model_dump(mode="json")).decode()
 
 
 def _url(host: str, port: int) -> str:

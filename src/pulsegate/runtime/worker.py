@@ -141,10 +141,13 @@ class Worker:
         elif isinstance(msg, ReopenLogs):
             try:
                 reopen()
+            except OSError as exc:
+                log.error("logs.reopen_failed", reason=str(exc))  # keeps writing to the old file
+            try:
                 if self.server is not None and self.server.access_log is not None:
                     self.server.access_log.reopen()
             except OSError as exc:
-                log.error("logs.reopen_failed", reason=str(exc))  # keeps writing to the old file
+                log.error("access_log.reopen_failed", reason=str(exc))
 
     def _apply(self, msg: Apply) -> Applied:
         try:
