@@ -28,6 +28,7 @@ HOT_MODULES = [
     "src/pulsegate/balancing/round_robin.py",
     "src/pulsegate/metrics/histogram.py",
     "src/pulsegate/metrics/stats.py",
+    "src/pulsegate/accesslog.py",
 ]
 
 

@@ -37,17 +37,22 @@ import asyncio
 import errno
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Final
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 __all__ = ["AccessLog"]
 
-# (ts, method, path, route, upstream, target, status, bytes_in, bytes_out, total_us, upstream_us,
-#  request_id, client): the values as record() got them, formatted only at flush time.
-Entry = tuple[float, bytes, bytes, str, str, str, int, int, int, int, int, bytes, bytes]
+# The arguments of _LINE for one request, as record() prepares them: second prefix, milliseconds,
+# method, path, route/upstream/target segment, status, bytes in, bytes out, duration ms and
+# microseconds, upstream ms and microseconds, request id, client.
+Row = tuple[bytes, int, bytes, bytes, bytes, int, int, int, int, int, int, int, bytes, bytes]
+#: Distinct (route, upstream, target) segments cached before the cache starts over.
+_MAX_SEGMENTS: Final = 4096
 
 _STANDARD_FDS: Final = {"stdout": 1, "stderr": 2}
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -57,6 +62,8 @@ _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _HARD_LIMIT_FACTOR: Final = 8
 
 
+# Compiled with mypyc (record() runs once per request); tests subclass it to observe flushes.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class AccessLog:
     """Buffered JSON-lines access log to ``stdout``, ``stderr`` or a file (append, created if missing).
 
@@ -88,7 +95,8 @@ class AccessLog:
         self._clock = clock
         self._owned = path not in _STANDARD_FDS
         self._fd = _open(path)
-        self._buffer: list[Entry] = []
+        self._buffer: list[Row] = []
+        self._segments: dict[tuple[str, str, str], bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flush_pending = False
@@ -127,20 +135,41 @@ class AccessLog:
             >>> log = AccessLog("stderr")
             >>> log.record(b"GET", b"/x", "r", "u", "10.0.0.2:80", 502, 0, 0, 3000, 0, b"id", b"10.1.1.1")
         """
+        # The row is the line's template arguments, in final form: flush() is then one C-level
+        # map over the rows. Building it here runs compiled (mypyc) in the per-request path.
+        ms_total = int(self._clock() * 1000)
+        second = ms_total // 1000
+        if second != self._ts_second:
+            # A second holds thousands of requests: strftime once per second, not once per line.
+            self._ts_second = second
+            self._ts_prefix_b = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
+        key = (route, upstream, target)
+        segment = self._segments.get(key)
+        if segment is None:
+            segment = self._segment(key)
+        # One regex scan over the four wire values (a translate() per value costs 3x as much).
+        if _NEEDS_ESCAPE(method + path + request_id + client) is not None:
+            method, path, request_id, client = (
+                _escape(method),
+                _escape(path),
+                _escape(request_id),
+                _escape(client),
+            )
         buffer = self._buffer
         buffer.append(
             (
-                self._clock(),
+                self._ts_prefix_b,
+                ms_total - second * 1000,
                 method,
                 path,
-                route,
-                upstream,
-                target,
+                segment,
                 status,
                 bytes_in,
                 bytes_out,
-                total_us,
-                upstream_us,
+                total_us // 1000,
+                total_us % 1000,
+                upstream_us // 1000,
+                upstream_us % 1000,
                 request_id,
                 client,
             )
@@ -204,81 +233,26 @@ class AccessLog:
             self.dropped += len(entries)
             return
         try:
-            data = self._format(entries)
-        except (TypeError, ValueError, UnicodeError):
-            data = b"".join([_dump_line(line) for line in self._lines(entries)])
+            data = b"".join(map(_LINE.__mod__, entries))
+        except (TypeError, ValueError):
+            data = b"".join([_format_row(row) for row in entries])
         if self._torn:
             data = b"\n" + data
         self._write(data, len(entries), 1 if self._torn else 0)
 
-    def _format(self, entries: list[Entry]) -> bytes:
-        # A bytes template filled with %: no per-line dict, no decode, no JSON encoder call. Only
-        # the wire's values are checked for a quote, a backslash or a non-printable byte (one
-        # translate() over their concatenation) and escaped by orjson when that finds anything.
-        segments: dict[tuple[str, str, str], bytes] = {}
-        out: list[bytes] = []
-        push = out.append
-        second, prefix = self._ts_second, self._ts_prefix_b
-        for ts, meth_, path_, route, upstream, target, status, b_in, b_out, total, up, rid_, peer_ in entries:
-            meth, path, rid, peer = meth_, path_, rid_, peer_
-            key = (route, upstream, target)
-            seg = segments.get(key)
-            if seg is None:
-                seg = segments[key] = orjson.dumps({"route": route, "upstream": upstream, "target": target})[
-                    1:-1
-                ]
-            if (meth + path + rid + peer).translate(None, _JSON_SAFE):
-                meth, path, rid, peer = _escape(meth), _escape(path), _escape(rid), _escape(peer)
-            sec, ms = divmod(int(ts * 1000), 1000)
-            if sec != second:
-                second = sec
-                prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)).encode()
-            push(
-                _LINE
-                % (
-                    prefix,
-                    ms,
-                    meth,
-                    path,
-                    seg,
-                    status,
-                    b_in,
-                    b_out,
-                    *divmod(total, 1000),
-                    *divmod(up, 1000),
-                    rid,
-                    peer,
-                )
-            )
-        self._ts_second, self._ts_prefix_b = second, prefix
-        return b"".join(out)
-
-    def _lines(self, entries: list[Entry]) -> list[dict[str, object]]:
-        """The slow, general form (dicts for json.dumps): used only when the template cannot be."""
-        stamp = self._timestamp
-        return [
-            {
-                "ts": stamp(ts),
-                "method": meth.decode("latin-1"),
-                "path": path.decode("latin-1"),
-                "route": route,
-                "upstream": upstream,
-                "target": target,
-                "status": status,
-                "bytes_in": b_in,
-                "bytes_out": b_out,
-                "duration_ms": total / 1000,
-                "upstream_ms": up / 1000,
-                "request_id": rid.decode("latin-1"),
-                "client": peer.decode("latin-1"),
-            }
-            for ts, meth, path, route, upstream, target, status, b_in, b_out, total, up, rid, peer in entries
-        ]
-
-    def _timestamp(self, ts: float) -> str:
-        # Milliseconds first: ts - int(ts) would turn .123 into 122.99999 ms.
-        second, ms = divmod(int(ts * 1000), 1000)
-        return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)) + f"{ms:03d}Z"
+    def _segment(self, key: tuple[str, str, str]) -> bytes:
+        route, upstream, target = key
+        fields = {"route": route, "upstream": upstream, "target": target}
+        try:
+            segment = orjson.dumps(fields)[1:-1]
+        except TypeError:
+            # A str with a lone surrogate: not from the proxy (names are validated), but one bad
+            # record must not cost the batch. The stdlib encoder escapes it.
+            segment = json.dumps(fields, separators=(",", ":")).encode()[1:-1]
+        if len(self._segments) >= _MAX_SEGMENTS:
+            self._segments.clear()  # routes x targets after many reloads: start over
+        self._segments[key] = segment
+        return segment
 
     def _write(self, data: bytes, lines: int, leading_newlines: int) -> None:
         view = memoryview(data)
@@ -348,8 +322,8 @@ _LINE: Final = (
     b'{"ts":"%s%03dZ","method":"%s","path":"%s",%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
     b'"duration_ms":%d.%03d,"upstream_ms":%d.%03d,"request_id":"%s","client":"%s"}\n'
 )
-#: Bytes a JSON string may hold as they are: printable ASCII except the quote and the backslash.
-_JSON_SAFE: Final = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+#: Finds a byte a JSON string may not hold as it is: not printable ASCII, a quote or a backslash.
+_NEEDS_ESCAPE: Final = re.compile(rb"[^\x20\x21\x23-\x5b\x5d-\x7e]").search
 
 
 def _escape(value: bytes) -> bytes:
@@ -357,13 +331,11 @@ def _escape(value: bytes) -> bytes:
     return orjson.dumps(value.decode("latin-1"))[1:-1]
 
 
-def _dump_line(line: dict[str, object]) -> bytes:
+def _format_row(row: Row) -> bytes:
     try:
-        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:
-        # A str with a lone surrogate or an int beyond 64 bits: neither comes from the proxy, but one
-        # bad record must not cost the batch. The stdlib encoder escapes both.
-        return json.dumps(line, default=str, separators=(",", ":")).encode() + b"\n"
+        return _LINE % row
+    except (TypeError, ValueError):
+        return b""  # unreachable from record(); kept so one bad row never costs the batch
 
 
 def _open(path: str) -> int:
