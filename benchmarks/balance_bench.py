@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import proxy_peers as peers  # noqa: E402
-import proxy_rig as rig  # noqa: E402
+import proxy_peers as peers
+import proxy_rig as rig
 
 MODES = ("inherit", "reuseport")
 
@@ -31,7 +31,10 @@ def worker_counts(admin_port: int) -> list[int]:
         return [int(w["requests_total"]) for w in json.load(resp)["workers"]]
 
 
-def one_run(mode: str, workdir: Path, nginx: str, wrk: str, connections: int, duration: int) -> dict[str, object]:
+def one_run(
+    mode: str, workdir: Path, tools: tuple[str, str], connections: int, duration: int
+) -> dict[str, object]:
+    nginx, wrk = tools
     upstream_port, port = rig.free_port(), rig.free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     origin = subprocess.Popen(peers.nginx_upstream_argv(nginx, workdir / "upstream", upstream_port))
@@ -89,7 +92,7 @@ def main() -> int:
     work = peers.BENCH_DIR / ".work" / "balance"
     for i in range(args.repeat):
         for mode in MODES:
-            r = one_run(mode, work / f"{mode}-{i}", nginx, wrk, args.connections, args.duration)
+            r = one_run(mode, work / f"{mode}-{i}", (nginx, wrk), args.connections, args.duration)
             print(f"{r['mode']:>9}  {r['rps']:>9.0f} req/s  worker shares {r['shares']}", flush=True)
     return 0
 

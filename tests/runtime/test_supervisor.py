@@ -27,8 +27,12 @@ def _config(origin: str, workers: int = 2, **extra: object) -> dict[str, object]
     }
 
 
-def test_workers_serve_and_report(tmp_path: Path) -> None:
-    with origin_thread(hello) as origin, gateway(tmp_path, _config(origin)) as gw:
+@pytest.mark.parametrize("mode", ["reuseport", "inherit"])
+def test_workers_serve_and_report(tmp_path: Path, mode: str) -> None:
+    with (
+        origin_thread(hello) as origin,
+        gateway(tmp_path, _config(origin, supervisor={"listen_mode": mode})) as gw,
+    ):
         for i in range(20):
             assert get(gw.port, f"/r{i}") == (200, f"hello /r{i}".encode())
         workers = gw.workers()

@@ -58,12 +58,13 @@ class SupervisorConfig(Section):
 
     >>> s = SupervisorConfig()
     >>> s.listen_mode, s.ping_interval, s.ping_timeout, s.restart_backoff_max
-    ('inherit', 1.0, 5.0, 10.0)
+    ('reuseport', 1.0, 5.0, 10.0)
     """
 
-    #: ``inherit``: the supervisor binds each address once and every worker accepts on that socket;
-    #: ``reuseport``: every worker binds its own SO_REUSEPORT socket (the kernel hashes connections).
-    listen_mode: ListenMode = "inherit"
+    #: ``reuseport``: every worker binds its own SO_REUSEPORT socket (the kernel hashes connections);
+    #: ``inherit``: the supervisor binds each address once and every worker accepts on that socket.
+    #: reuseport is the default: it splits connections evenly (benchmarks/balance_bench.py).
+    listen_mode: ListenMode = "reuseport"
     ping_interval: Annotated[Duration, Field(gt=0)] = 1.0
     #: A worker that has not answered a ping for this long is killed and replaced.
     ping_timeout: Annotated[Duration, Field(gt=0)] = 5.0

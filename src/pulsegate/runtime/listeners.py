@@ -6,7 +6,7 @@
   connection to one of them. The supervisor still binds first, without listening, so port 0
   resolves to one concrete port that all workers then share.
 
-docs/design.md records which balances better on our benchmark and why ``inherit`` is the default.
+docs/design.md records which balances better on our benchmark and why ``reuseport`` is the default.
 
 Example:
     >>> ls = bind_listeners(["127.0.0.1:0"], mode="inherit")
