@@ -110,3 +110,19 @@ def test_python_dash_m_and_console_script_agree() -> None:
             [str(script), "--version"], capture_output=True, text=True, timeout=30, check=False
         )
         assert out2.stdout == out.stdout
+
+
+def test_run_writes_and_removes_its_pid_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        "listen: '127.0.0.1:0'\nadmin: {listen: '127.0.0.1:0'}\n"
+        "metrics: {history: {path: 'off'}}\nworkers: 1\n"
+    )
+    pid_file = tmp_path / "gw.pid"
+    proc, line = _start(["run", "-c", str(cfg), "--pid-file", str(pid_file)])
+    try:
+        assert line.startswith("pulsegate: listening on "), line
+        assert pid_file.read_text().strip() == str(proc.pid)
+    finally:
+        assert _stop(proc) == 0
+    assert not pid_file.exists()
