@@ -336,3 +336,16 @@ def test_record_cost_is_printed_and_sane() -> None:
     log.close()
     print(f"\naccess log: record() {record_ns:.0f} ns, flush {flush_ns:.0f} ns per line (batch of {batch})")
     assert record_ns < 20_000, "record() regressed by an order of magnitude"
+
+
+def test_record_checked_escapes_quotes_and_backslashes_in_the_path(tmp_path: Path) -> None:
+    # The proxy's fast path: llhttp admits only printable ASCII in a request target, of which only
+    # the quote and the backslash need escaping in JSON.
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    log.record_checked(b"GET", b'/a"b\\c', "r", "u", "t:1", 200, 0, 1, 2, 1, b"id", b"::1")
+    log.record_checked(b"GET", b"/plain?q=1", "", "", "", 404, 0, 1, 2, 0, b"id2", b"127.0.0.1")
+    log.close()
+    first, second = lines(path)
+    assert first["path"] == '/a"b\\c' and first["route"] == "r"
+    assert second["path"] == "/plain?q=1" and second["route"] == "" and second["target"] == ""

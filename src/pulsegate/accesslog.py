@@ -97,6 +97,8 @@ class AccessLog:
         self._fd = _open(path)
         self._buffer: list[Row] = []
         self._segments: dict[tuple[str, str, str], bytes] = {}
+        self._last_route = self._last_upstream = self._last_target = ""
+        self._last_segment = self._segment(("", "", ""))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flush_pending = False
@@ -135,18 +137,6 @@ class AccessLog:
             >>> log = AccessLog("stderr")
             >>> log.record(b"GET", b"/x", "r", "u", "10.0.0.2:80", 502, 0, 0, 3000, 0, b"id", b"10.1.1.1")
         """
-        # The row is the line's template arguments, in final form: flush() is then one C-level
-        # map over the rows. Building it here runs compiled (mypyc) in the per-request path.
-        ms_total = int(self._clock() * 1000)
-        second = ms_total // 1000
-        if second != self._ts_second:
-            # A second holds thousands of requests: strftime once per second, not once per line.
-            self._ts_second = second
-            self._ts_prefix_b = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
-        key = (route, upstream, target)
-        segment = self._segments.get(key)
-        if segment is None:
-            segment = self._segment(key)
         # One regex scan over the four wire values (a translate() per value costs 3x as much).
         if _NEEDS_ESCAPE(method + path + request_id + client) is not None:
             method, path, request_id, client = (
@@ -155,6 +145,94 @@ class AccessLog:
                 _escape(request_id),
                 _escape(client),
             )
+        self._append(
+            method,
+            path,
+            route,
+            upstream,
+            target,
+            status,
+            bytes_in,
+            bytes_out,
+            total_us,
+            upstream_us,
+            request_id,
+            client,
+        )
+
+    def record_checked(  # noqa: PLR0917 -- see record()
+        self,
+        method: bytes,
+        path: bytes,
+        route: str,
+        upstream: str,
+        target: str,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        total_us: int,
+        upstream_us: int,
+        request_id: bytes,
+        client: bytes,
+    ) -> None:
+        """:meth:`record` for values the proxy has already validated, the per-request path.
+
+        ``method`` must be an HTTP token, ``request_id`` and ``client`` printable ASCII without
+        quote or backslash, and ``path`` printable ASCII (llhttp refuses anything else in a request
+        target); only quotes and backslashes in the path are looked for here.
+
+        Example:
+            >>> log = AccessLog("stderr")
+            >>> log.record_checked(b"GET", b"/x", "r", "u", "10.0.0.2:80", 200, 0, 5, 800, 700, b"id", b"::1")
+        """
+        if b'"' in path or b"\\" in path:
+            path = _escape(path)
+        self._append(
+            method,
+            path,
+            route,
+            upstream,
+            target,
+            status,
+            bytes_in,
+            bytes_out,
+            total_us,
+            upstream_us,
+            request_id,
+            client,
+        )
+
+    def _append(  # noqa: PLR0917 -- see record()
+        self,
+        method: bytes,
+        path: bytes,
+        route: str,
+        upstream: str,
+        target: str,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        total_us: int,
+        upstream_us: int,
+        request_id: bytes,
+        client: bytes,
+    ) -> None:
+        # The row is the line's template arguments, in final form: flush() is then one C-level
+        # map over the rows. Building it here runs compiled (mypyc) in the per-request path.
+        ms_total = int(self._clock() * 1000)
+        second = ms_total // 1000
+        if second != self._ts_second:
+            # A second holds thousands of requests: strftime once per second, not once per line.
+            self._ts_second = second
+            self._ts_prefix_b = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
+        # Consecutive requests mostly share route and target: compare identities before hashing.
+        if route is self._last_route and target is self._last_target and upstream is self._last_upstream:
+            segment = self._last_segment
+        else:
+            key = (route, upstream, target)
+            segment = self._segments.get(key) or self._segment(key)
+            self._last_route, self._last_upstream, self._last_target = route, upstream, target
+            self._last_segment = segment
         buffer = self._buffer
         buffer.append(
             (

@@ -502,7 +502,7 @@ class ClientConnection(asyncio.Protocol):
         log = server.access_log
         if log is not None:
             pool = ex.pool
-            log.record(
+            log.record_checked(  # the parser validated method, target and request id
                 ex.method,
                 ex.target,
                 route.name if route is not None else "",
