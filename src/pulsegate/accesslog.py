@@ -1,15 +1,17 @@
 """The data plane's access log: one JSON line per request, recorded in nanoseconds, written in batches.
 
-Why batching: logging a request where it ends would put building and encoding a JSON line (~1 µs)
-and a ``write(2)`` (~0.5 µs to a file, ~0.8 µs to a pipe, whose reader is also woken for every line)
-on every request, next to ~15 µs of per-request Python in the proxy
-(tests/benchmarks/test_hotpath_guard.py): about 10% more CPU, and all of it on the request's latency.
-So :meth:`AccessLog.record` only appends a tuple of the raw values (bytes as they came off the wire,
-integers as measured) to a list, ~0.2 µs: no formatting, no I/O. Every ``flush_interval`` seconds, or
-as soon as ``max_buffer`` records are waiting, :meth:`AccessLog.flush` runs from the event loop
-between requests, formats the whole batch with one orjson call and hands it to the kernel in one
-``write(2)``: one syscall per thousand lines instead of one per line. (Timings from a 2-core
-development VM; the test suite prints record()'s.)
+Why batching: a ``write(2)`` per request (~0.5 µs to a file, ~0.8 µs to a pipe, whose reader is also
+woken for every line) would sit on every request's latency. So :meth:`AccessLog.record` formats the
+line (a bytes template filled with one C-level ``%``; JSON escaping only when a regex finds a byte
+that needs it) and appends it to a list: no I/O. Every ``flush_interval`` seconds, or as soon as
+``max_buffer`` lines are waiting, :meth:`AccessLog.flush` runs from the event loop between requests
+and hands the batch to the kernel in one ``write(2)``. The module is compiled with mypyc.
+
+Why format at once rather than at flush: keeping a thousand requests' values (their bytes objects)
+alive until the flush measured slower on the proxy benchmark than formatting each line straight
+away, when the values are still in the cache and can be freed (docs/benchmarks.md).
+:meth:`AccessLog.record_checked` is the proxy's entry: the parser has validated the method, the
+request id and the target, so only quotes and backslashes in the path are looked for.
 
 What that costs: up to ``flush_interval`` of lines are lost if the process is killed with SIGKILL
 (``close()`` on shutdown flushes), and a destination that cannot keep up loses lines instead of
@@ -47,10 +49,6 @@ from mypy_extensions import mypyc_attr
 
 __all__ = ["AccessLog"]
 
-# The arguments of _LINE for one request, as record() prepares them: second prefix, milliseconds,
-# method, path, route/upstream/target segment, status, bytes in, bytes out, duration ms and
-# microseconds, upstream ms and microseconds, request id, client.
-Row = tuple[bytes, int, bytes, bytes, bytes, int, int, int, int, int, int, int, bytes, bytes]
 #: Distinct (route, upstream, target) segments cached before the cache starts over.
 _MAX_SEGMENTS: Final = 4096
 
@@ -95,7 +93,7 @@ class AccessLog:
         self._clock = clock
         self._owned = path not in _STANDARD_FDS
         self._fd = _open(path)
-        self._buffer: list[Row] = []
+        self._buffer: list[bytes] = []
         self._segments: dict[tuple[str, str, str], bytes] = {}
         self._last_route = self._last_upstream = self._last_target = ""
         self._last_segment = self._segment(("", "", ""))
@@ -234,8 +232,11 @@ class AccessLog:
             self._last_route, self._last_upstream, self._last_target = route, upstream, target
             self._last_segment = segment
         buffer = self._buffer
+        # Formatted now rather than at flush: keeping the row (and the request's bytes objects)
+        # alive for a thousand requests measured slower than one C-level % per request.
         buffer.append(
-            (
+            _LINE
+            % (
                 self._ts_prefix_b,
                 ms_total - second * 1000,
                 method,
@@ -310,10 +311,7 @@ class AccessLog:
         if self._fd < 0:
             self.dropped += len(entries)
             return
-        try:
-            data = b"".join(map(_LINE.__mod__, entries))
-        except (TypeError, ValueError):
-            data = b"".join([_format_row(row) for row in entries])
+        data = b"".join(entries)
         if self._torn:
             data = b"\n" + data
         self._write(data, len(entries), 1 if self._torn else 0)
@@ -407,13 +405,6 @@ _NEEDS_ESCAPE: Final = re.compile(rb"[^\x20\x21\x23-\x5b\x5d-\x7e]").search
 def _escape(value: bytes) -> bytes:
     """``value`` (wire bytes, read as latin-1) as the inside of a JSON string."""
     return orjson.dumps(value.decode("latin-1"))[1:-1]
-
-
-def _format_row(row: Row) -> bytes:
-    try:
-        return _LINE % row
-    except (TypeError, ValueError):
-        return b""  # unreachable from record(); kept so one bad row never costs the batch
 
 
 def _open(path: str) -> int:
