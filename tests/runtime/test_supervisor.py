@@ -128,3 +128,39 @@ def _ts(event: dict[str, object]) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def test_a_worker_that_cannot_start_backs_off_then_the_gateway_gives_up(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.runtime.gateway_process import write_config
+
+    missing = tmp_path / "no-such-dir" / "access.log"
+    cfg = write_config(
+        tmp_path / "gw.yaml",
+        {
+            "workers": 1,
+            "logging": {"access_log": {"path": str(missing)}},
+            "supervisor": {"start_timeout": "2500ms", "restart_backoff_max": "1s"},
+        },
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pulsegate", "run", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    events = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    failed = [e for e in events if e["event"] == "worker.start_failed" and e["worker"] == "1"]
+    assert failed and str(missing) in failed[0]["reason"]
+    delays = [e["delay"] for e in events if e["event"] == "worker.restart_delayed"]
+    # A crash loop: each quick death waits longer, up to the cap, instead of spinning.
+    assert len(delays) >= 3, names
+    assert delays[:3] == [0.25, 0.5, 1.0] and max(delays) == 1.0
+    assert names.count("worker.started") <= len(delays) + 1
+    assert "gateway.start_failed" in names and "Traceback" not in out.stderr

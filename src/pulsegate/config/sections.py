@@ -69,6 +69,8 @@ class SupervisorConfig(Section):
     #: A worker that has not answered a ping for this long is killed and replaced.
     ping_timeout: Annotated[Duration, Field(gt=0)] = 5.0
     restart_backoff_max: Annotated[Duration, Field(gt=0)] = 10.0
+    #: How long ``pulsegate run`` waits for every worker to serve before it gives up (exit 1).
+    start_timeout: Annotated[Duration, Field(gt=0)] = 15.0
 
     @model_validator(mode="after")
     def _timeout_covers_interval(self) -> SupervisorConfig:

@@ -34,8 +34,6 @@ from pulsegate.runtime.messages import Applied, Apply, Message, Metrics, Ping, P
 
 log = get_logger("pulsegate.supervisor")
 
-#: How long a worker may take to start serving before the supervisor gives up on it.
-START_TIMEOUT = 15.0
 #: How long a reload waits for every worker to confirm.
 APPLY_TIMEOUT = 10.0
 
@@ -150,9 +148,13 @@ class Supervisor:
             loop.create_task(self._ping_forever()),
             loop.create_task(self._points_forever()),
         ]
-        ready = await self._wait_ready(START_TIMEOUT)
+        ready = await self._wait_ready(cfg.supervisor.start_timeout)
         if not ready:
-            log.error("gateway.start_failed", reason="workers did not become ready", timeout=START_TIMEOUT)
+            log.error(
+                "gateway.start_failed",
+                reason="workers did not become ready",
+                timeout=cfg.supervisor.start_timeout,
+            )
             await self._shutdown(0.0, admin)
             return 1
         log.info(
@@ -280,7 +282,7 @@ class Supervisor:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
             elif not msg.ok:
-                log.error("worker.config_rejected", worker_id=slot.id, errors=msg.errors)
+                log.error("worker.start_failed", worker_id=slot.id, errors=msg.errors)
 
     def _on_exit(self, slot: WorkerSlot) -> None:
         assert self._loop is not None

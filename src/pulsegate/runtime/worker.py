@@ -107,13 +107,22 @@ class Worker:
         )
         if self.binds:
             config = config.model_copy(update={"listen": self.binds})
-        self.server = Server(
-            config,
-            reuse_port=bool(self.binds),
-            sockets=self.sockets,
-            access_log=access_log_for(config),
-        )
-        bound = await self.server.start()
+        try:
+            self.server = Server(
+                config,
+                reuse_port=bool(self.binds),
+                sockets=self.sockets,
+                access_log=access_log_for(config),
+            )
+            bound = await self.server.start()
+        except OSError as exc:
+            # An unopenable access log or an unbindable address: say why, and let the supervisor's
+            # restart policy (with its crash-loop backoff) decide what happens next.
+            reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            log.error("worker.start_failed", reason=reason)
+            self.channel.send(Applied(seq=apply.seq, ok=False, errors=[reason]))
+            self.channel.close()
+            return 1
         self.probe.start(loop)
         self.channel.send(Applied(seq=apply.seq, ok=True))
         self.channel.send(Ready(worker=self.id, pid=os.getpid(), listening=bound))
