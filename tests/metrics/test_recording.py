@@ -150,3 +150,50 @@ def test_reload_keeps_counting_into_the_same_route_and_pool() -> None:
                 await c.close()
 
     arun(main())
+
+
+def test_client_leaving_while_queued_for_a_connection_releases_the_target() -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+
+    async def hang(req: Request) -> Reply:
+        arrived.set()
+        await gate.wait()
+        return Reply(200, body=b"done")
+
+    async def main() -> None:
+        cfg = gateway_config(
+            {"app": [o_target[0]]},
+            [{"name": "app", "upstream": "app"}],
+            upstream_options={"app": {"pool": {"max_connections": 1}}},
+        )
+        async with running_gateway(cfg) as (server, port):
+            target = server.runtime.upstreams["app"].targets[0]
+            first = await Client.connect(port)
+            first.writer.write(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            await arrived.wait()  # the only upstream connection is busy now
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+            await w.drain()
+            while target.inflight < 2:  # the second request queued for a connection
+                await asyncio.sleep(0)
+            w.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            w.close()
+            while len(server.connections) > 1:
+                await asyncio.sleep(0)
+            assert target.inflight == 1  # the queued one left: only the first still counts
+            gate.set()
+            assert (await first.read_responses(1))[0].status == 200
+            assert target.inflight == 0
+            assert take(server).routes["app"].in_flight == 0
+            await first.close()
+
+    o_target: list[str] = []
+
+    async def with_origin() -> None:
+        async with origins(hang) as (o,):
+            o_target.append(o.target)
+            await main()
+
+    arun(with_origin())

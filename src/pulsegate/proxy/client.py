@@ -137,8 +137,9 @@ class ClientConnection(asyncio.Protocol):
                 # The response cannot be delivered; the upstream connection is mid-message.
                 ex.upstream = None
                 conn.client = None
-                self._end_target(ex)
                 conn.close()
+            # Also when still waiting for a connection: the target must not keep counting it.
+            self._end_target(ex)
         self.queue.clear()
         self.parsing = None
 
@@ -321,10 +322,13 @@ class ClientConnection(asyncio.Protocol):
         body = ex.body
         if body:
             self.outbox.write(conn.transport, [ex.head_bytes, *body])
-            # Keep a complete small request for one retry on a stale pooled connection.
+            # Keep a complete small request for one retry on a stale pooled connection; a body still
+            # arriving streams through and cannot be replayed, so no retry for this exchange.
             ex.body = body if ex.req_done else []
         else:
             self.outbox.write(conn.transport, ex.head_bytes)
+        if not ex.req_done:
+            ex.retried = True
         self._unblock(BLOCK_BUFFER)
 
     # -- response (called by the upstream connection) ------------------------------------------
@@ -568,13 +572,19 @@ class ClientConnection(asyncio.Protocol):
             self._block(BLOCK_REJECTED)
             return
         ex = bad if bad is not None and not bad.resp_started else None
-        if ex is not None and ex.upstream is not None:
+        cut = ex if ex is not None else (bad if bad is not None and bad is active else None)
+        if cut is not None:
             # A streamed body went bad: cut the upstream so it never sees a complete request.
-            conn = ex.upstream
-            ex.upstream = None
-            conn.client = None
-            self._end_target(ex)
-            conn.close()
+            conn = cut.upstream
+            if conn is not None:
+                cut.upstream = None
+                conn.client = None
+                conn.close()
+            self._end_target(cut)
+            if cut is not ex and not cut.resp_done:
+                # Its response had started: it ends here, cut short like the connection.
+                cut.resp_done = True
+                self._done(cut, perf_counter_ns(), 0)
         if self.ex is None or ex is self.ex:
             rid = ex.request_id if ex is not None and ex.request_id else self.server.next_request_id()
             out = error_response(exc.status, exc.reason, rid, close=True)

@@ -143,7 +143,10 @@ class Server:
         gauges: dict[str, tuple[int, int, int]] = {}
         for pool in [*self.runtime.pools(), *self._retired]:
             st = pool.stats
-            gauges[f"{st.upstream}/{st.address}"] = (pool.target.inflight, len(pool.idle), pool.busy)
+            key = f"{st.upstream}/{st.address}"
+            # A target removed and added back has a draining pool and a live one: add them up.
+            inflight, idle, busy = gauges.get(key, (0, 0, 0))
+            gauges[key] = (inflight + pool.target.inflight, idle + len(pool.idle), busy + pool.busy)
         return gauges
 
     def tick(self) -> float:
@@ -182,6 +185,7 @@ class Server:
                 pass
         for conn in list(self.connections):
             conn.transport.abort()
+        await asyncio.sleep(0)  # abort() reports connection_lost on the next iteration: count them
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.runtime.close()

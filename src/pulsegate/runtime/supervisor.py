@@ -101,6 +101,7 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exited = asyncio.Event()
         self._all_ready = asyncio.Event()
+        self._applying: GatewayConfig | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -225,7 +226,12 @@ class Supervisor:
         slot.restart_timer = None
         if self.stopping:
             return
-        parent, child = socket.socketpair()
+        try:
+            parent, child = socket.socketpair()
+        except OSError as exc:
+            log.error("worker.spawn_failed", worker_id=slot.id, reason=str(exc))
+            self._schedule_restart(slot, uptime=0.0)
+            return
         args, fds = self.listeners.worker_args()
         cmd = [
             sys.executable,
@@ -246,10 +252,20 @@ class Supervisor:
             self._schedule_restart(slot, uptime=0.0)
             return
         child.close()
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError as exc:
+            # Unwatchable: do not leave it running unsupervised.
+            log.error("worker.spawn_failed", worker_id=slot.id, reason=f"pidfd_open: {exc}")
+            proc.kill()
+            proc.wait()
+            parent.close()
+            self._schedule_restart(slot, uptime=0.0)
+            return
         slot.process = proc
         slot.started_at = slot.last_pong = self.clock()
         slot.ready = False
-        slot.pidfd = os.pidfd_open(proc.pid)
+        slot.pidfd = pidfd
         self._loop.add_reader(slot.pidfd, self._on_exit, slot)
         self._loop.create_task(self._attach(slot, parent, proc))
         log.info("worker.started", worker_id=slot.id, pid=proc.pid)
@@ -264,7 +280,8 @@ class Supervisor:
         channel.send(Apply(seq=self._apply_seq, text=self._config_text(), source="supervisor"))
 
     def _config_text(self) -> str:
-        return _config_json(self.config)
+        # During a reload, a worker (re)started meanwhile gets the config being applied.
+        return _config_json(self._applying or self.config)
 
     def _on_message(self, slot: WorkerSlot, msg: Message) -> None:
         if isinstance(msg, Metrics):
@@ -282,7 +299,7 @@ class Supervisor:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
             elif not msg.ok:
-                log.error("worker.start_failed", worker_id=slot.id, errors=msg.errors)
+                log.error("worker.config_rejected", worker_id=slot.id, errors=msg.errors)
 
     def _on_exit(self, slot: WorkerSlot) -> None:
         assert self._loop is not None
@@ -309,7 +326,7 @@ class Supervisor:
             log.info("worker.exited", worker_id=slot.id, pid=proc.pid, code=code)
             return
         slot.restarts += 1
-        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        reason = f"signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         log.warning("worker.died", worker_id=slot.id, pid=proc.pid, reason=reason, uptime=round(uptime, 3))
         self._schedule_restart(slot, uptime)
 
@@ -401,19 +418,34 @@ class Supervisor:
         old = self.config
         # Settings bound at start keep their running values; the effective config says so.
         needs_restart = [
-            key for key in ("listen", "workers", "supervisor") if getattr(new, key) != getattr(old, key)
+            key
+            for key in ("listen", "workers", "supervisor", "logging")
+            if getattr(new, key) != getattr(old, key)
         ]
         keep: dict[str, object] = {key: getattr(old, key) for key in needs_restart}
         if new.admin.listen != old.admin.listen:
             needs_restart.append("admin.listen")
             keep["admin"] = new.admin.model_copy(update={"listen": old.admin.listen})
-        if new.metrics.history != old.metrics.history:
-            needs_restart.append("metrics.history")
-            keep["metrics"] = new.metrics.model_copy(update={"history": old.metrics.history})
+        kept_metrics = {
+            k: getattr(old.metrics, k)
+            for k in ("history", "interval")
+            if getattr(new.metrics, k) != getattr(old.metrics, k)
+        }
+        if kept_metrics:
+            needs_restart += [f"metrics.{k}" for k in kept_metrics]
+            keep["metrics"] = new.metrics.model_copy(update=kept_metrics)
         effective = new.model_copy(update=keep) if keep else new
         self._apply_seq += 1
-        seq = self._apply_seq
-        assert self._loop is not None
+        self._applying = effective
+        try:
+            return await self._apply_all(self._apply_seq, effective, old, needs_restart)
+        finally:
+            self._applying = None
+
+    async def _apply_all(
+        self, seq: int, effective: GatewayConfig, old: GatewayConfig, needs_restart: list[str]
+    ) -> ReloadOutcome:
+        assert self._loop is not None and self.config_path is not None
         waits: list[asyncio.Future[Applied]] = []
         text_json = _config_json(effective)
         for slot in self.slots:
@@ -425,11 +457,24 @@ class Supervisor:
         try:
             results = await asyncio.wait_for(asyncio.gather(*waits), APPLY_TIMEOUT)
         except TimeoutError:
-            return ReloadOutcome(False, ["workers did not confirm the new config in time"], needs_restart)
+            self._roll_back(old)
+            errors = ["workers did not confirm the new config in time"]
+            return ReloadOutcome(False, errors, needs_restart, workers=len(waits))
         errors = [e for r in results if not r.ok for e in r.errors]
-        if not errors:
+        if errors:
+            self._roll_back(old)
+        else:
             self.config = effective
         return ReloadOutcome(not errors, errors, needs_restart, workers=len(results))
+
+    def _roll_back(self, old: GatewayConfig) -> None:
+        """Some worker could not apply a reload: put every worker back on the running config."""
+        self._apply_seq += 1
+        text = _config_json(old)
+        for slot in self.slots:
+            if slot.channel is not None and slot.channel.is_open:
+                slot.channel.send(Apply(seq=self._apply_seq, text=text, source="rollback"))
+        log.warning("config.rolled_back", seq=self._apply_seq)
 
     def _reload_on_signal(self) -> None:
         assert self._loop is not None
@@ -484,6 +529,13 @@ class Supervisor:
             "uptime_s": round(self.clock() - self.started_at, 3),
             "stopping": self.stopping,
         }
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)  # real-time signals have no name in the enum
 
 
 def _config_json(config: GatewayConfig) -> str:

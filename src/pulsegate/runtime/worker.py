@@ -64,6 +64,7 @@ class Worker:
         self.config: GatewayConfig | None = None
         self.probe = ProcessProbe()
         self.stopping: asyncio.Future[float] | None = None
+        self._early: Apply | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     async def run(self, control: socket.socket) -> int:
@@ -74,6 +75,9 @@ class Worker:
         def on_message(msg: Message) -> None:
             if isinstance(msg, Apply) and not first.done():
                 first.set_result(msg)
+            elif isinstance(msg, Apply) and self.server is None:
+                # A reload raced our start: apply the newest config once serving.
+                self._early = msg
             else:
                 self._handle(msg)
 
@@ -125,14 +129,17 @@ class Worker:
             return 1
         self.probe.start(loop)
         self.channel.send(Applied(seq=apply.seq, ok=True))
+        if self._early is not None:
+            early, self._early = self._early, None
+            self.channel.send(self._apply(early))
         self.channel.send(Ready(worker=self.id, pid=os.getpid(), listening=bound))
         log.info("worker.ready", pid=os.getpid(), listening=[f"{h}:{p}" for h, p in bound])
         self._ticker = loop.create_task(self._push_metrics(config.metrics.interval))
         timeout = await self.stopping
         self._ticker.cancel()
-        self._push_once(time.time(), config.metrics.interval)  # the last deltas before leaving
         log.info("worker.draining", connections=len(self.server.connections), timeout=timeout)
         await self.server.stop(timeout)
+        self._push_once(time.time(), config.metrics.interval)  # the drained requests count too
         self.probe.stop()
         self.channel.close()
         await asyncio.wait_for(asyncio.shield(self.channel.closed), 1.0)
