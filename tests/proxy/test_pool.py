@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from pulsegate.balancing.target import Target
 from pulsegate.origin import Reply, Request
+from pulsegate.proxy.pool import TargetPool
+from pulsegate.proxy.upstream import UpstreamConnection
 from tests.support import Client, arun, gateway_config, get, origins, running_gateway
 
 
@@ -75,5 +78,36 @@ def test_preserve_host_false_sends_the_target_address() -> None:
                 await get(port, headers=[("Host", "public.example")])
         assert o.requests[0].header("host") == o.target.encode()
         assert o.requests[0].header("x-forwarded-host") == b"public.example"
+
+    arun(main())
+
+
+def test_raising_max_connections_on_reload_serves_the_waiting_requests() -> None:
+    async def main() -> None:
+        async with origins(lambda req: Reply(200, body=b"ok")) as (o,):
+            pool = TargetPool(
+                Target(o.target), max_idle=1, max_connections=1, idle_timeout=60.0, connect_timeout=5.0
+            )
+            got: list[object] = []
+            ready = asyncio.Event()
+
+            def on_ready(conn: UpstreamConnection | None, err: object) -> None:
+                got.append(conn if conn is not None else err)
+                if conn is not None:
+                    conn.close()
+                ready.set()
+
+            def first(conn: UpstreamConnection | None, err: object) -> None:
+                if conn is not None:
+                    conn.close()
+
+            pool.acquire(first, 0.0)  # takes the only slot (connecting)
+            pool.acquire(on_ready, 0.0)  # has to wait
+            assert len(pool.waiters) == 1
+            pool.configure(max_idle=1, max_connections=2, idle_timeout=60.0, connect_timeout=5.0)
+            assert not pool.waiters
+            await ready.wait()
+            assert got and not isinstance(got[0], Exception)
+            pool.close()
 
     arun(main())

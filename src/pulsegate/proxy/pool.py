@@ -88,6 +88,10 @@ class TargetPool:
             conn = self.idle.popleft()  # the coldest first
             conn.state = GONE
             conn.close()
+        # A raised max_connections serves requests already waiting, not only new ones.
+        while self.waiters and not self.closed and self.busy + len(self.idle) < max_connections:
+            _, on_ready = self.waiters.popleft()
+            self.acquire(on_ready, 0.0)
 
     def retire(self) -> None:
         """The target left the config: close idle connections; busy ones close when released, and
