@@ -50,6 +50,7 @@ def test_five_reloads_under_load_fail_nothing(tmp_path: Path) -> None:
         stop = threading.Event()
         failures: list[str] = []
         counts = [0] * LOAD_THREADS
+        progress = threading.Condition()
 
         def load(i: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
@@ -71,7 +72,9 @@ def test_five_reloads_under_load_fail_nothing(tmp_path: Path) -> None:
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
                 n += 1
-                counts[i] = n
+                with progress:
+                    counts[i] = n
+                    progress.notify_all()
             conn.close()
 
         threads = [threading.Thread(target=load, args=(i,)) for i in range(LOAD_THREADS)]
@@ -91,7 +94,9 @@ def test_five_reloads_under_load_fail_nothing(tmp_path: Path) -> None:
                 assert get(gw.port, f"/gen{k}", veteran)[0] == 200
                 assert get(gw.port, f"/gen{k}")[0] == 200
                 # Load kept flowing while we reloaded (each thread made progress).
-                _wait(lambda floor=before + 50 * LOAD_THREADS: sum(counts) > floor, 20)
+                floor = before + 50 * LOAD_THREADS
+                with progress:
+                    assert progress.wait_for(lambda floor=floor: sum(counts) > floor, 20), counts
         finally:
             stop.set()
             for t in threads:
@@ -113,10 +118,3 @@ def test_listen_change_is_reported_as_needing_a_restart(tmp_path: Path) -> None:
         assert status == 200 and answer["ok"] is True
         assert answer["restart_required"] == ["listen"]
         assert get(gw.port, "/load/x")[0] == 200  # still on the port it was started with
-
-
-def _wait(cond: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)  # waiting on other threads' counters (no event to await)

@@ -23,7 +23,7 @@ from pulsegate import __version__
 from pulsegate.config import redacted
 from pulsegate.metrics.aggregator import Point
 from pulsegate.metrics.exposition import build_registry, render, supervisor_metrics
-from pulsegate.metrics.histogram import percentiles
+from pulsegate.metrics.histogram import merge_into, percentiles
 from pulsegate.metrics.history import HistoryError
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ def _point_summary(point: Point) -> dict[str, Any]:
     total: dict[int, int] = {}
     status = [0] * 6
     for r in point.routes.values():
-        for k, v in r.total.items():
-            total[k] = total.get(k, 0) + v
+        merge_into(total, r.total)
         status = [a + b for a, b in zip(status, r.status, strict=True)]
     p50, p90, p99, p999 = percentiles(total, QUANTILES)
     requests = sum(r.requests for r in point.routes.values())

@@ -39,33 +39,27 @@ class Point(msgspec.Struct):
     targets: dict[str, TargetSample] = msgspec.field(default_factory=dict)
     workers: dict[int, WorkerSample] = msgspec.field(default_factory=dict)
 
-    @property
-    def requests(self) -> int:
-        return sum(r.requests for r in self.routes.values())
-
 
 def add_route(dst: RouteSample, src: RouteSample) -> None:
-    """Add ``src``'s deltas into ``dst`` (gauges too: callers decide what a gauge sum means)."""
+    """Add ``src``'s counters and histograms into ``dst``; gauges are left to the caller, since
+    what a gauge of several samples means (latest, or sum over workers) depends on the view."""
     dst.requests += src.requests
     dst.status = [a + b for a, b in zip(dst.status, src.status, strict=True)]
     dst.bytes_in += src.bytes_in
     dst.bytes_out += src.bytes_out
-    dst.in_flight += src.in_flight
     merge_into(dst.total, src.total)
     merge_into(dst.upstream, src.upstream)
     merge_into(dst.overhead, src.overhead)
 
 
 def add_target(dst: TargetSample, src: TargetSample) -> None:
+    """Add ``src``'s counters into ``dst``; gauges are left to the caller (see add_route)."""
     dst.requests += src.requests
     dst.status = [a + b for a, b in zip(dst.status, src.status, strict=True)]
     dst.bytes_in += src.bytes_in
     dst.bytes_out += src.bytes_out
     dst.connect_failures += src.connect_failures
     dst.timeouts += src.timeouts
-    dst.in_flight += src.in_flight
-    dst.pool_idle += src.pool_idle
-    dst.pool_active += src.pool_active
 
 
 def add_process(dst: ProcessSample, src: ProcessSample) -> None:
@@ -79,10 +73,6 @@ def add_process(dst: ProcessSample, src: ProcessSample) -> None:
     dst.gc_collections = [a + b for a, b in zip(dst.gc_collections, src.gc_collections, strict=True)]
     dst.gc_pause_seconds += src.gc_pause_seconds
     dst.gc_pause_max = max(dst.gc_pause_max, src.gc_pause_max)
-
-
-def _zero_gauges_route(r: RouteSample) -> RouteSample:
-    return msgspec.structs.replace(r, in_flight=0, total={}, upstream={}, overhead={}, status=[0] * 6)
 
 
 def merge_points(points: list[Point]) -> Point:
@@ -101,15 +91,14 @@ def merge_points(points: list[Point]) -> Point:
         for name, r in p.routes.items():
             dst = out.routes.get(name)
             if dst is None:
-                dst = out.routes[name] = _zero_gauges_route(RouteSample())
-            in_flight = r.in_flight
-            add_route(dst, msgspec.structs.replace(r, in_flight=0))
-            dst.in_flight = in_flight
+                dst = out.routes[name] = RouteSample()
+            add_route(dst, r)
+            dst.in_flight = r.in_flight
         for key, t in p.targets.items():
             tdst = out.targets.get(key)
             if tdst is None:
                 tdst = out.targets[key] = TargetSample(upstream=t.upstream, address=t.address)
-            add_target(tdst, msgspec.structs.replace(t, in_flight=0, pool_idle=0, pool_active=0))
+            add_target(tdst, t)
             tdst.in_flight, tdst.pool_idle, tdst.pool_active = t.in_flight, t.pool_idle, t.pool_active
         for wid, w in p.workers.items():
             wdst = out.workers.get(wid)
@@ -158,13 +147,13 @@ class Aggregator:
             dst = self.routes.get(name)
             if dst is None:
                 dst = self.routes[name] = RouteSample()
-            add_route(dst, msgspec.structs.replace(r, in_flight=0))
+            add_route(dst, r)
         self._route_gauges[snap.worker] = {name: r.in_flight for name, r in snap.routes.items()}
         for key, t in snap.targets.items():
             tdst = self.targets.get(key)
             if tdst is None:
                 tdst = self.targets[key] = TargetSample(upstream=t.upstream, address=t.address)
-            add_target(tdst, msgspec.structs.replace(t, in_flight=0, pool_idle=0, pool_active=0))
+            add_target(tdst, t)
         self._target_gauges[snap.worker] = {
             key: (t.in_flight, t.pool_idle, t.pool_active) for key, t in snap.targets.items()
         }
@@ -220,12 +209,12 @@ class Aggregator:
                 dst = point.routes.get(name)
                 if dst is None:
                     dst = point.routes[name] = RouteSample()
-                add_route(dst, msgspec.structs.replace(r, in_flight=0))
+                add_route(dst, r)
             for key, t in snap.targets.items():
                 tdst = point.targets.get(key)
                 if tdst is None:
                     tdst = point.targets[key] = TargetSample(upstream=t.upstream, address=t.address)
-                add_target(tdst, msgspec.structs.replace(t, in_flight=0, pool_idle=0, pool_active=0))
+                add_target(tdst, t)
             w = point.workers.get(snap.worker)
             if w is None:
                 w = point.workers[snap.worker] = WorkerSample(pid=snap.pid)
