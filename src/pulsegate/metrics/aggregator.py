@@ -39,6 +39,10 @@ class Point(msgspec.Struct):
     targets: dict[str, TargetSample] = msgspec.field(default_factory=dict)
     workers: dict[int, WorkerSample] = msgspec.field(default_factory=dict)
 
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.routes.values())
+
 
 def add_route(dst: RouteSample, src: RouteSample) -> None:
     """Add ``src``'s counters and histograms into ``dst``; gauges are left to the caller, since
