@@ -49,6 +49,14 @@ class UpstreamError(GatewayError):
         super().__init__(reason, status=status, retryable=retryable)
 
 
+class ConnectError(UpstreamError):
+    """No connection to the target could be made (refused, unreachable, timed out): nothing of the
+    request was sent, so it is safe to retry on another target whatever the method."""
+
+    def __init__(self, reason: str, *, status: int = 502) -> None:
+        super().__init__(reason, status=status, retryable=True)
+
+
 class InternalError(GatewayError):
     """A bug or resource problem inside the gateway itself."""
 

@@ -110,16 +110,35 @@ def test_read_timeout_504() -> None:
     arun(main())
 
 
-def test_no_available_target_503() -> None:
+def test_no_available_target_503_when_fail_closed() -> None:
     async def main() -> None:
         async with origins(lambda r: Reply(200)) as (o,):
-            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}])
+            cfg = gateway_config(
+                {"u": [o.target]}, [{"upstream": "u"}], upstream_options={"u": {"fail_open": False}}
+            )
             async with running_gateway(cfg) as (server, port):
                 for t in server.runtime.upstreams["u"].targets:
-                    t.available = False  # what health checks do when every target is down
+                    t.healthy = False  # what health checks do when every target is down
+                    t.refresh()
                 resp = await get(port)
-                assert resp.status == 503
+                assert resp.status == 503 and b"no available target" in resp.body
             assert o.requests == []
+
+    arun(main())
+
+
+def test_fail_open_tries_targets_when_all_are_down() -> None:
+    async def main() -> None:
+        async with origins(lambda r: Reply(200), lambda r: Reply(200)) as (a, b):
+            cfg = gateway_config({"u": [a.target, b.target]}, [{"upstream": "u"}])
+            async with running_gateway(cfg) as (server, port):
+                for t in server.runtime.upstreams["u"].targets:
+                    t.healthy = False
+                    t.refresh()
+                statuses = [(await get(port)).status for _ in range(4)]
+                assert statuses == [200] * 4
+            # Failing open still spreads the load over every target.
+            assert len(a.requests) == len(b.requests) == 2
 
     arun(main())
 

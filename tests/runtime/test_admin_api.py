@@ -250,6 +250,7 @@ def test_openapi_document(tmp_path: Path) -> None:
         "/api/workers": "get",
         "/api/config/reload": "post",
         "/api/metrics/history": "get",
+        "/api/upstreams": "get",
         "/metrics": "get",
     }
     assert set(doc["paths"]) == set(expected)

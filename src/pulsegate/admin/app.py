@@ -64,6 +64,12 @@ def create_app(sup: Supervisor) -> FastAPI:
     async def config() -> dict[str, Any]:
         return {"path": sup.config_path, "config": redacted(sup.config)}
 
+    @app.get("/api/upstreams", dependencies=guarded, summary="Targets: health, ejections, load")
+    async def upstreams() -> dict[str, object]:
+        """Per upstream target: active health (and the last check), passive ejections by worker
+        (until when, why), latency EWMA and requests in flight, summed over workers."""
+        return sup.upstreams.view(sup.config)
+
     @app.get("/api/workers", dependencies=guarded, summary="Worker processes and their vitals")
     async def workers() -> dict[str, Any]:
         return {"workers": sup.workers_info()}

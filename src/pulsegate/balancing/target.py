@@ -1,7 +1,8 @@
 """An upstream target (one ``host:port``) and the live state balancers read.
 
 The proxy updates ``inflight`` and ``ewma_us`` on the hot path with plain attribute arithmetic;
-balancers only read them. Health checks (later) flip ``available``.
+balancers only read them. ``available`` is derived: active health checks set ``healthy``, passive
+outlier ejection sets ``ejected_until``, and :meth:`Target.refresh` combines them.
 
 Example:
     >>> t = Target("127.0.0.1:9001", weight=3)
@@ -40,7 +41,22 @@ def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, 
 class Target:
     """One upstream server: its address, weight and live load figures."""
 
-    __slots__ = ("address", "available", "ewma_us", "host", "inflight", "port", "weight")
+    __slots__ = (
+        "address",
+        "available",
+        "eject_reason",
+        "ejected_until",
+        "ejections",
+        "errors",
+        "ewma_us",
+        "failures",
+        "healthy",
+        "host",
+        "inflight",
+        "port",
+        "readmitted_at",
+        "weight",
+    )
 
     def __init__(self, address: str, weight: int = 1) -> None:
         if weight < 1:
@@ -51,6 +67,22 @@ class Target:
         self.inflight = 0
         self.ewma_us = 0.0
         self.available = True
+        #: Verdict of the active health checks (True when none are configured).
+        self.healthy = True
+        #: Passive ejection: out of rotation until this loop time (0.0 = not ejected).
+        self.ejected_until = 0.0
+        self.eject_reason = ""
+        #: Ejections in a row (the next one lasts longer); decays while the target behaves.
+        self.ejections = 0
+        self.readmitted_at = 0.0
+        #: Consecutive gateway failures (connect failures, resets, timeouts) and consecutive
+        #: errors (those plus 5xx answers); a good answer zeroes both.
+        self.failures = 0
+        self.errors = 0
+
+    def refresh(self) -> None:
+        """Recompute ``available`` after ``healthy`` or ``ejected_until`` changed."""
+        self.available = self.healthy and self.ejected_until == 0.0
 
     def observe_latency(self, micros: float) -> None:
         """Fold one observed response latency (microseconds) into the EWMA."""

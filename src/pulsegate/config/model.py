@@ -34,6 +34,13 @@ from pydantic import (
 
 from pulsegate.balancing.target import split_address
 from pulsegate.config.checks import DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, reference_problems
+from pulsegate.config.resilience import (
+    CircuitBreakerConfig,
+    HealthConfig,
+    OutlierConfig,
+    RateLimitConfig,
+    RetriesConfig,
+)
 from pulsegate.config.sections import LoggingConfig, MetricsConfig, SupervisorConfig
 from pulsegate.config.units import Duration, Size
 
@@ -272,6 +279,13 @@ class UpstreamConfig(_Section):
     hash_key: Annotated[StrictStr, AfterValidator(_check_hash_key)] = "client_ip"
     pool: Annotated[PoolConfig, _none_is_empty(dict)] = PoolConfig()
     timeouts: Annotated[TimeoutsConfig, _none_is_empty(dict)] = TimeoutsConfig()
+    #: Active health checks; none unless configured.
+    health: HealthConfig | None = None
+    outlier: Annotated[OutlierConfig, _none_is_empty(dict)] = OutlierConfig()
+    #: When every target is unhealthy or ejected: try them anyway (true) or answer 503 (false).
+    fail_open: Annotated[bool, Field(strict=True)] = True
+    retries: Annotated[RetriesConfig, _none_is_empty(dict)] = RetriesConfig()
+    circuit_breaker: Annotated[CircuitBreakerConfig, _none_is_empty(dict)] = CircuitBreakerConfig()
 
 
 class MatchConfig(_Section):
@@ -327,6 +341,7 @@ class RouteConfig(_Section):
     upstream: StrictStr  # checked against the configured names by reference_problems()
     strip_prefix: Annotated[bool, Field(strict=True)] = False
     preserve_host: Annotated[bool, Field(strict=True)] = True
+    rate_limit: RateLimitConfig | None = None
 
 
 class LimitsConfig(_Section):
@@ -345,6 +360,8 @@ class LimitsConfig(_Section):
     keepalive_timeout: Duration = 75.0
     request_buffer: Annotated[Size, Field(ge=1)] = 64 * 1024
     max_pipelined: Annotated[Count, Field(ge=1)] = 32
+    #: An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    tunnel_idle_timeout: Annotated[Duration, Field(gt=0)] = 300.0
 
 
 def _default_route_names(value: object) -> object:

@@ -140,6 +140,8 @@ class Aggregator:
         self._target_gauges: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._point: list[Snapshot] = []
         self.snapshots = 0
+        #: Event counters (retries, ejections, ...) keyed as in ``Snapshot.events``.
+        self.events: dict[str, int] = {}
 
     def add(self, snap: Snapshot) -> None:
         """Fold one worker snapshot into the totals and the current point."""
@@ -161,6 +163,8 @@ class Aggregator:
         self._target_gauges[snap.worker] = {
             key: (t.in_flight, t.pool_idle, t.pool_active) for key, t in snap.targets.items()
         }
+        for key, n in snap.events.items():
+            self.events[key] = self.events.get(key, 0) + n
         self._refresh_gauges()
         w = self.workers.get(snap.worker)
         if w is None:

@@ -98,6 +98,59 @@ def supervisor_metrics(workers: int, restarts: Mapping[int, int]) -> list[Metric
     return [live, restarted]
 
 
+#: Event counters workers count with ``Registry.count(family, *labels)``: metric name, help, labels.
+EVENT_FAMILIES: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
+    "retries": (
+        "pulsegate_upstream_retries_total",
+        "Attempts retried on another target.",
+        ("upstream",),
+    ),
+    "retry_budget_exhausted": (
+        "pulsegate_upstream_retry_budget_exhausted_total",
+        "Retries not made because the retry budget was spent.",
+        ("upstream",),
+    ),
+    "ejections": (
+        "pulsegate_upstream_ejections_total",
+        "Targets passively ejected by a worker after failing live traffic.",
+        ("upstream", "target"),
+    ),
+    "health_transitions": (
+        "pulsegate_upstream_health_transitions_total",
+        "Active health check state changes, by the state entered.",
+        ("upstream", "target", "state"),
+    ),
+    "breaker_trips": (
+        "pulsegate_upstream_breaker_trips_total",
+        "Requests refused (503) or queued by the circuit breaker, by limit.",
+        ("upstream", "limit"),
+    ),
+    "rate_limited": (
+        "pulsegate_rate_limited_total",
+        "Requests refused with 429 by a route's rate limit.",
+        ("route",),
+    ),
+    "tunnels": (
+        "pulsegate_tunnels_total",
+        "Upgraded connections (WebSocket) tunnelled, by route.",
+        ("route",),
+    ),
+}
+
+
+def event_families(events: Mapping[str, int]) -> list[Metric]:
+    """The counters of ``events`` (``family<TAB>label...`` -> count) as metric families."""
+    families: dict[str, CounterMetricFamily] = {}
+    for family, (name, doc, labels) in EVENT_FAMILIES.items():
+        families[family] = CounterMetricFamily(name, doc, labels=list(labels))
+    for key, count in sorted(events.items()):
+        family, *values = key.split("\t")
+        fam = families.get(family)
+        if fam is not None and len(values) == len(EVENT_FAMILIES[family][2]):
+            fam.add_metric(values, count)
+    return list(families.values())
+
+
 class GatewayCollector:
     """Yields the aggregator's totals as metric families at every ``collect()``, then ``extra()``'s."""
 
@@ -109,6 +162,7 @@ class GatewayCollector:
         yield from self._routes()
         yield from self._targets()
         yield from self._workers()
+        yield from event_families(self._agg.events)
         if self._extra is not None:
             yield from self._extra()
 

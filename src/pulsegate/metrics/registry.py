@@ -31,6 +31,14 @@ class Registry:
         #: Names the current config uses; others are dropped once idle.
         self._live_routes: set[str] = {UNROUTED}
         self._live_targets: set[str] = set()
+        #: Rare events (retries, ejections, breaker trips, rate-limited requests, ...): counts keyed
+        #: ``family<TAB>label...``; :data:`pulsegate.metrics.exposition.EVENT_FAMILIES` names them.
+        self.events: dict[str, int] = {}
+
+    def count(self, family: str, *labels: str) -> None:
+        """Count one event (not for the per-request success path: it builds a key string)."""
+        key = "\t".join((family, *labels))
+        self.events[key] = self.events.get(key, 0) + 1
 
     def route(self, name: str) -> RouteStats:
         stats = self.routes.get(name)
@@ -107,8 +115,10 @@ class Registry:
                 targets[key] = tsample
             else:
                 del self.targets[key]
+        events, self.events = self.events, {}
         return Snapshot(
             worker=worker,
+            events=events,
             pid=pid,
             time=time,
             interval=interval,

@@ -76,6 +76,8 @@ class Snapshot(msgspec.Struct):
     routes: dict[str, RouteSample] = msgspec.field(default_factory=dict)
     #: Keyed ``upstream/address``.
     targets: dict[str, TargetSample] = msgspec.field(default_factory=dict)
+    #: Event counter deltas keyed ``family<TAB>label...`` (see Registry.count).
+    events: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _decoder = msgspec.msgpack.Decoder(Snapshot)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from time import perf_counter_ns
+from time import monotonic, perf_counter_ns
 from typing import TYPE_CHECKING, cast
 
-from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
+from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
 from pulsegate.http.request import RequestParser
 from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, STATUS_LINES, error_response, status_line
@@ -32,6 +32,8 @@ from pulsegate.proxy.exchange import (
 )
 
 if TYPE_CHECKING:
+    from pulsegate.balancing.target import Target
+    from pulsegate.proxy.runtime import RateLimiter, UpstreamRuntime
     from pulsegate.proxy.server import Server
     from pulsegate.proxy.upstream import UpstreamConnection
 
@@ -42,6 +44,16 @@ BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
 
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _VIA = b"1.1 pulsegate"
+#: Upstream answers worth another target for an idempotent request (Envoy's retry_on gateway-error).
+_RETRY_STATUSES = frozenset((502, 503, 504))
+
+
+class RetryResponse(UpstreamError):
+    """Raised out of the response parser: this answer is dropped and the request retried on ``target``."""
+
+    def __init__(self, status: int, target: Target) -> None:
+        super().__init__(f"upstream answered {status}", status=status, retryable=True)
+        self.target = target
 
 
 class ClientConnection(asyncio.Protocol):
@@ -262,26 +274,121 @@ class ClientConnection(asyncio.Protocol):
         up = route.upstream
         ex.route = route
         route.stats.in_flight += 1
-        key = up.hash_key(self.client_ip, head.path, head.headers) if up.hash_key is not None else None
+        limiter = route.limiter
+        if limiter is not None and not self._admit(ex, limiter):
+            return
+        br = up.breaker
+        if br is not None and br.max_in_flight is not None and br.in_flight() >= br.max_in_flight:
+            br.trip("in_flight")
+            self._overflow(ex, up)
+            return
+        up.budget.requests += 1
+        key = None
+        if up.hash_key is not None:
+            key = ex.key = up.hash_key(self.client_ip, head.path, head.headers)
         target = up.balancer.pick(key)
         if target is None:
-            self._respond_local(ex, 503, f"no available target in upstream '{up.name}'")
-            return
-        pool = up.pools[target]
-        ex.pool = pool
-        ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
-        ex.started = now
+            # Every target is unhealthy or ejected: fail open (try one anyway) or refuse.
+            target = up.any_target(None) if up.fail_open else None
+            if target is None:
+                self._respond_local(ex, 503, f"no available target in upstream '{up.name}'")
+                return
         self.read_timeout = up.read_timeout
-        self.deadline = server.now + up.read_timeout
-        target.inflight += 1
         if head.expect_continue:
             # We read the body only once the upstream side is settled; tell the client to send it.
             self.wbuf.append(CONTINUE_100)
+        self._attempt(ex, up, target, now)
+
+    def _attempt(self, ex: Exchange, up: UpstreamRuntime, target: Target, now: int) -> None:
+        """Send the exchange to ``target``: an idle pooled connection, a new one, or a wait."""
+        pool = up.pools[target]
+        if ex.pool is not pool:
+            route = ex.route
+            assert route is not None
+            ex.pool = pool
+            ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
+        ex.started = now
+        ex.attempts += 1
+        self.deadline = self.server.now + up.try_timeout
+        target.inflight += 1
         conn = pool.take()
         if conn is not None:
             self._attach(ex, conn)
-        else:
-            pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time())
+        elif not pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
+            self._end_target(ex)
+            self._overflow(ex, up)
+
+    def _admit(self, ex: Exchange, limiter: RateLimiter) -> bool:
+        """Take a token for the request; without one, answer 429 (False)."""
+        d = limiter.take(self.client_ip, ex.headers, monotonic())
+        if d.allowed:
+            return True
+        route = ex.route
+        self.server.registry.count("rate_limited", route.name if route is not None else "")
+        retry = max(1, -int(-d.retry_after // 1))  # whole seconds, rounded up
+        extra = (
+            b"Retry-After: %d\r\nRateLimit-Limit: %d\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %d\r\n%s"
+            % (
+                retry,
+                limiter.burst,
+                max(retry, -int(-d.reset // 1)),
+                limiter.policy,
+            )
+        )
+        self._respond_local(ex, 429, "rate limit exceeded", extra)
+        return False
+
+    def _overflow(self, ex: Exchange, up: UpstreamRuntime) -> None:
+        br = up.breaker
+        retry = br.retry_after if br is not None else b"1"
+        self._respond_local(
+            ex, 503, f"upstream '{up.name}' is over its limits", b"Retry-After: %s\r\n" % retry
+        )
+
+    def _retry_target(self, ex: Exchange, any_method: bool) -> Target | None:
+        """Where to retry a failed attempt, or None when it must not be retried.
+
+        ``any_method``: nothing was sent (a connect failure), so even a POST is safe to repeat.
+        Otherwise only idempotent requests whose whole body we still hold. Never the target that
+        just failed while another is available; never beyond ``attempts`` or the retry budget."""
+        route = ex.route
+        pool = ex.pool
+        if route is None or pool is None or ex.resp_started or ex.aborted or ex is not self.ex:
+            return None
+        up = route.upstream
+        if ex.attempts >= up.attempts:
+            return None
+        if not any_method and (ex.method not in _IDEMPOTENT or not ex.req_done or ex.streamed):
+            return None
+        failed = pool.target
+        nxt = up.balancer.pick(ex.key, failed)
+        if nxt is None and up.fail_open:
+            nxt = up.any_target(failed)
+        if nxt is None or nxt is failed:
+            # As nginx: a retry goes to another target or nowhere (the same one just failed).
+            return None
+        if not up.budget.try_withdraw():
+            self.server.registry.count("retry_budget_exhausted", up.name)
+            return None
+        self.server.registry.count("retries", up.name)
+        return nxt
+
+    def _failed(self, ex: Exchange, err: GatewayError, *, gateway: bool, any_method: bool = False) -> None:
+        """An attempt failed (its connection is already let go): feed outlier detection, then
+        retry elsewhere if allowed, else answer ``err``."""
+        pool = ex.pool
+        route = ex.route
+        if pool is not None and route is not None:
+            outlier = route.upstream.outlier
+            if outlier is not None:
+                outlier.failure(pool.target, self.server.now, gateway)
+        self._end_target(ex)
+        nxt = self._retry_target(ex, any_method)
+        if nxt is not None and route is not None:
+            ex.head_sent = False
+            self._attempt(ex, route.upstream, nxt, perf_counter_ns())
+            return
+        self._respond_error(ex, err)
 
     def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
         if ex.aborted or ex is not self.ex:
@@ -291,8 +398,12 @@ class ClientConnection(asyncio.Protocol):
             return
         if conn is None:
             assert err is not None
-            self._end_target(ex)
-            self._respond_error(ex, err)
+            if isinstance(err, ConnectError):
+                self._failed(ex, err, gateway=True, any_method=True)
+            else:
+                self._end_target(ex)
+                self._respond_error(ex, err)
+            self.flush()
             return
         self._attach(ex, conn)
         self.flush()
@@ -328,7 +439,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.outbox.write(conn.transport, ex.head_bytes)
         if not ex.req_done:
-            ex.retried = True
+            ex.streamed = True
         self._unblock(BLOCK_BUFFER)
 
     # -- response (called by the upstream connection) ------------------------------------------
@@ -345,6 +456,17 @@ class ClientConnection(asyncio.Protocol):
             if status != 100 and req.version == 1:
                 self.wbuf.append(status_line(status) + head.fields + CRLF)
             return
+        pool = ex.pool
+        if pool is not None:
+            target = pool.target
+            if status >= 500:
+                if status in _RETRY_STATUSES:
+                    nxt = self._retry_target(ex, False)
+                    if nxt is not None:
+                        raise RetryResponse(status, nxt)  # the upstream connection reports it back
+                self._note_5xx(ex)
+            elif target.errors:
+                target.errors = target.failures = 0
         ex.resp_started = True
         ex.status = status
         keep = req.keep_alive and not self.closing and not self.server.draining
@@ -418,8 +540,14 @@ class ClientConnection(asyncio.Protocol):
             ex.pool.target.inflight -= 1
             ex.started = 0
 
+    def _note_5xx(self, ex: Exchange) -> None:
+        route, pool = ex.route, ex.pool
+        if route is not None and pool is not None and route.upstream.outlier is not None:
+            route.upstream.outlier.failure(pool.target, self.server.now, False)
+
     def upstream_failed(self, conn: UpstreamConnection, err: GatewayError) -> None:
-        """The upstream sent something unparsable: answer 502 (or cut the response) and drop it."""
+        """The upstream sent something unparsable (answer 502 or cut the response), or an answer
+        to retry elsewhere (:class:`RetryResponse`); either way the connection is dropped."""
         ex = self.ex
         if ex is None or ex.upstream is not conn:
             conn.close()
@@ -427,8 +555,13 @@ class ClientConnection(asyncio.Protocol):
         ex.upstream = None
         conn.client = None
         conn.close()
-        self._end_target(ex)
-        self._respond_error(ex, err)
+        if isinstance(err, RetryResponse) and ex.route is not None:
+            self._note_5xx(ex)
+            self._end_target(ex)
+            ex.head_sent = False
+            self._attempt(ex, ex.route.upstream, err.target, perf_counter_ns())
+            return
+        self._failed(ex, err, gateway=True)
 
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         """The upstream connection closed while serving our exchange."""
@@ -441,6 +574,7 @@ class ClientConnection(asyncio.Protocol):
             not ex.resp_started
             and conn.uses > 1
             and not ex.retried
+            and not ex.streamed
             and ex.req_done
             and ex.method in _IDEMPOTENT
             and ex.pool is not None
@@ -454,7 +588,7 @@ class ClientConnection(asyncio.Protocol):
             ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time())
             return
         reason = "upstream closed the connection" if exc is None else f"upstream connection failed: {exc}"
-        self._respond_error(ex, UpstreamError(reason, status=502))
+        self._failed(ex, UpstreamError(reason, status=502), gateway=True)
 
     def upstream_paused(self) -> None:
         self._block(BLOCK_UPSTREAM)
@@ -476,10 +610,10 @@ class ClientConnection(asyncio.Protocol):
         self._respond_local(ex, err.status, err.reason)
         self.flush()
 
-    def _respond_local(self, ex: Exchange, status: int, detail: str) -> None:
+    def _respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
         """Answer with the gateway's own response; the request body (if any) is read and dropped."""
         keep = ex.keep_alive and not self.closing and not self.server.draining
-        out = error_response(status, detail, ex.request_id or b"", close=not keep)
+        out = error_response(status, detail, ex.request_id or b"", close=not keep, extra=extra)
         self.wbuf.append(out)
         ex.resp_started = ex.resp_done = True
         ex.client_keep = keep
@@ -621,8 +755,8 @@ class ClientConnection(asyncio.Protocol):
                 conn.close()
                 if ex.pool is not None:
                     ex.pool.stats.timeouts += 1
-                self._end_target(ex)
-                self._respond_error(ex, UpstreamError("upstream read timed out", status=504))
+                self._failed(ex, UpstreamError("upstream read timed out", status=504), gateway=True)
+                self.flush()
             elif ex is None or ex.discard:
                 self.outbox.close(self.transport)
             else:

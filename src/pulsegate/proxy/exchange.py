@@ -59,6 +59,7 @@ class Exchange(RequestHead):
 
     __slots__ = (
         "aborted",
+        "attempts",
         "body",
         "buffered",
         "bytes_in",
@@ -68,6 +69,7 @@ class Exchange(RequestHead):
         "framing",
         "head_bytes",
         "head_sent",
+        "key",
         "pool",
         "req_done",
         "resp_done",
@@ -76,6 +78,7 @@ class Exchange(RequestHead):
         "route",
         "started",
         "status",
+        "streamed",
         "t0",
         "upstream",
         "upstream_keep",
@@ -97,7 +100,14 @@ class Exchange(RequestHead):
         #: Answered already: drop the rest of the request body.
         self.discard = False
         self.aborted = False
+        #: A stale pooled connection was already retried once (that retry is free).
         self.retried = False
+        #: Part of the body went upstream while the rest was still arriving: it cannot be replayed.
+        self.streamed = False
+        #: Upstream attempts made (retries on other targets included).
+        self.attempts = 0
+        #: The balancer key (consistent hashing), kept for retries.
+        self.key: bytes | None = None
         self.framing = 0
         self.client_keep = True
         self.upstream_keep = False

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pulsegate.balancing.target import Target
-from pulsegate.errors import GatewayError, UpstreamError
+from pulsegate.errors import ConnectError, GatewayError, UpstreamError
 from pulsegate.metrics.stats import TargetStats
 
 if TYPE_CHECKING:
+    from pulsegate.health.breaker import Breaker
     from pulsegate.proxy.upstream import UpstreamConnection
 
 # Where a connection is, for the counts: handed out (or opening), idle in the pool, or gone.
@@ -36,6 +37,7 @@ class TargetPool:
     """Connections to one target: take an idle one, open a new one, or wait for a release."""
 
     __slots__ = (
+        "breaker",
         "busy",
         "closed",
         "connect_timeout",
@@ -75,6 +77,8 @@ class TargetPool:
         #: Dropped by a reload: serves the exchanges still holding it, keeps nothing idle.
         self.retired = False
         self.stats = stats if stats is not None else TargetStats("", target.address)
+        #: The upstream's circuit breaker, when it sets limits across its targets.
+        self.breaker: Breaker | None = None
 
     def configure(
         self, *, max_idle: int, max_connections: int, idle_timeout: float, connect_timeout: float
@@ -120,15 +124,37 @@ class TargetPool:
             conn.state = GONE  # closing already; its connection_lost will find nothing to undo
         return None
 
-    def acquire(self, on_ready: OnReady, now: float) -> None:
-        """Open a connection or queue for one; ``on_ready`` is called exactly once, later."""
+    def acquire(self, on_ready: OnReady, now: float) -> bool:
+        """Open a connection or queue for one; ``on_ready`` is called exactly once, later.
+
+        False (and ``on_ready`` never called) when the request would have to wait and the
+        breaker's ``max_pending`` is reached."""
+        br = self.breaker
         if self.closed:
             on_ready(None, UpstreamError("upstream pool closed", status=503, retryable=True))
-        elif self.busy + len(self.idle) < self.max_connections:
+        elif self.busy + len(self.idle) < self.max_connections and (br is None or br.may_connect()):
             self.busy += 1
             asyncio.get_running_loop().create_task(self._connect(on_ready))
+        elif br is not None and br.max_pending is not None and br.pending() >= br.max_pending:
+            br.trip("pending")
+            return False
         else:
+            if br is not None and br.max_connections is not None and not br.may_connect():
+                br.trip("connections")
             self.waiters.append((now + self.connect_timeout, on_ready))
+        return True
+
+    def kick(self) -> None:
+        """Capacity was freed: let the oldest waiter open a connection if it now fits."""
+        br = self.breaker
+        if (
+            self.waiters
+            and not self.closed
+            and self.busy + len(self.idle) < self.max_connections
+            and (br is None or br.may_connect())
+        ):
+            _, on_ready = self.waiters.popleft()
+            self.acquire(on_ready, 0.0)
 
     async def _connect(self, on_ready: OnReady) -> None:
         from pulsegate.proxy.upstream import UpstreamConnection
@@ -141,13 +167,15 @@ class TargetPool:
         except TimeoutError:
             self.busy -= 1
             self.stats.timeouts += 1
-            on_ready(None, UpstreamError(f"connect to {t.address} timed out", status=504, retryable=True))
+            on_ready(None, ConnectError(f"connect to {t.address} timed out", status=504))
+            self._freed()
             return
         except OSError as exc:
             self.busy -= 1
             self.stats.connect_failures += 1
             reason = exc.strerror or type(exc).__name__
-            on_ready(None, UpstreamError(f"connect to {t.address} failed: {reason}", retryable=True))
+            on_ready(None, ConnectError(f"connect to {t.address} failed: {reason}"))
+            self._freed()
             return
         conn.state = BUSY
         on_ready(conn, None)
@@ -166,6 +194,7 @@ class TargetPool:
         else:
             conn.state = GONE
             conn.close()
+            self._freed()
 
     def forget(self, conn: UpstreamConnection) -> None:
         """A connection closed: drop it from the counts wherever it was."""
@@ -173,12 +202,17 @@ class TargetPool:
         conn.state = GONE
         if state == IDLE:
             self.idle.remove(conn)
+            self._freed()
         elif state == BUSY:
             self.busy -= 1
-            if self.waiters and self.busy + len(self.idle) < self.max_connections:
-                # capacity freed: let the oldest waiter open a connection
-                _, on_ready = self.waiters.popleft()
-                self.acquire(on_ready, 0.0)
+            self._freed()
+
+    def _freed(self) -> None:
+        """A connection slot was freed: waiters here first, then (breaker) the upstream's others."""
+        self.kick()
+        br = self.breaker
+        if br is not None and br.max_connections is not None:
+            br.kick()
 
     def sweep(self, now: float) -> None:
         """Close idle connections past ``idle_timeout`` and fail waiters past their deadline."""

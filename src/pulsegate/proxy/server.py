@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from pulsegate.accesslog import AccessLog
 from pulsegate.balancing.target import split_address
 from pulsegate.config import GatewayConfig
+from pulsegate.health.checker import CheckResult, HealthChecker
+from pulsegate.health.monitor import TargetState, apply_verdict, check_specs, outlier_logger, target_states
+from pulsegate.health.ratelimit import SharedBuckets
 from pulsegate.metrics.registry import Registry
 from pulsegate.proxy.client import ClientConnection
 from pulsegate.proxy.outbox import Outbox
@@ -44,12 +47,25 @@ class Server:
         reuse_port: bool = False,
         sockets: Sequence[socket.socket] = (),
         access_log: AccessLog | None = None,
+        workers: int = 1,
+        health_checks: bool = True,
+        buckets: str | None = None,
     ) -> None:
+        """``workers``: how many processes share the gateway's limits (circuit breaker split);
+        ``health_checks``: run the active checks here (False in a worker: the supervisor runs
+        them and forwards verdicts to :meth:`health_verdict`); ``buckets``: the path of a shared
+        rate-limit table to attach (else one is created when a route needs it)."""
         self.registry = Registry()
         #: Record per-request metrics (``metrics.enabled``); the registry exists either way.
         self.metrics_on = config.metrics.enabled
         self.access_log = access_log
-        self.runtime = Runtime.build(config, registry=self.registry)
+        self.workers = workers
+        self.buckets: SharedBuckets | None = SharedBuckets.attach(buckets) if buckets else None
+        self._own_buckets = False
+        self._on_outlier = outlier_logger(self.registry)
+        self.runtime = self._build(config, None)
+        self.checker: HealthChecker | None = None
+        self._run_checks = health_checks
         self._set_live()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.outbox: Outbox = None  # type: ignore[assignment]  # set by start()
@@ -117,13 +133,46 @@ class Server:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sweeper = self.loop.create_task(self._sweep_forever())
+        if self._run_checks:
+            self.checker = HealthChecker(self._check_result)
+            self.checker.configure(check_specs(self.runtime.config))
+            self.checker.start()
         return bound
+
+    def _build(self, config: GatewayConfig, previous: Runtime | None) -> Runtime:
+        if self.buckets is None and any(r.rate_limit is not None for r in config.routes):
+            self.buckets = SharedBuckets.create()
+            self._own_buckets = True
+        return Runtime.build(
+            config,
+            previous=previous,
+            registry=self.registry,
+            buckets=self.buckets,
+            workers=self.workers,
+            on_outlier=self._on_outlier,
+            now=self.now if previous is not None else 0.0,
+        )
+
+    def _check_result(self, result: CheckResult) -> None:
+        self.health_verdict(result.upstream, result.address, result.healthy, result.ok)
+
+    def health_verdict(self, upstream: str, address: str, healthy: bool, ok: bool) -> None:
+        """An active health check's verdict on one target (from our checker or the supervisor's)."""
+        apply_verdict(
+            self.runtime, upstream, address, healthy=healthy, ok=ok, now=self.now, registry=self.registry
+        )
+
+    def target_states(self) -> list[TargetState]:
+        """Every target's health, ejection and load figures (for the admin API)."""
+        return target_states(self.runtime, self.loop.time() if self.loop is not None else self.now)
 
     def apply(self, config: GatewayConfig) -> None:
         """Swap in a new config generation between requests: requests already started finish on
         the old one; kept targets keep their pools; removed targets' pools drain, then close."""
         old = self.runtime
-        self.runtime = Runtime.build(config, previous=old, registry=self.registry)
+        self.runtime = self._build(config, old)
+        if self.checker is not None:
+            self.checker.configure(check_specs(config))
         self.metrics_on = config.metrics.enabled
         kept = {id(p) for p in self.runtime.pools()}
         for pool in old.pools():
@@ -160,6 +209,9 @@ class Server:
         for up in self.runtime.upstreams.values():
             for pool in up.pools.values():
                 pool.sweep(now)
+            up.budget.tick(now)
+            if up.outlier is not None and up.outlier.ejected:
+                up.outlier.sweep(now)
         if self._retired:
             for pool in self._retired:
                 pool.sweep(now)
@@ -175,6 +227,8 @@ class Server:
         self.draining = True
         for srv in self._servers:
             srv.close()
+        if self.checker is not None:
+            await self.checker.stop()
         for conn in list(self.connections):
             conn.close_if_idle()
         if self.connections:
@@ -193,6 +247,10 @@ class Server:
             pool.close()
         if self.access_log is not None:
             self.access_log.close()
+        if self.buckets is not None:
+            self.buckets.close()
+            if self._own_buckets:
+                self.buckets.unlink()
         for srv in self._servers:
             await srv.wait_closed()
 

@@ -1,7 +1,8 @@
 """Messages on the supervisor <-> worker control channel (msgpack, tagged structs).
 
 Up (worker -> supervisor): :class:`Ready`, :class:`Pong`, :class:`Metrics`, :class:`Applied`.
-Down (supervisor -> worker): :class:`Ping`, :class:`Apply`, :class:`Stop`, :class:`ReopenLogs`.
+Down (supervisor -> worker): :class:`Ping`, :class:`Apply`, :class:`Stop`, :class:`ReopenLogs`,
+:class:`TargetHealth`.
 Later tools (profiler, memory snapshots, the tuner) add their own tags here.
 
 Example:
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
+from pulsegate.health.monitor import TargetState
 from pulsegate.metrics.snapshot import Snapshot
 
 
@@ -34,6 +36,18 @@ class Pong(msgspec.Struct, tag="pong"):
 
 class Metrics(msgspec.Struct, tag="metrics"):
     snapshot: Snapshot
+    #: Each target as this worker sees it (health, passive ejection, load) for /api/upstreams.
+    targets: list[TargetState] = []
+
+
+class TargetHealth(msgspec.Struct, tag="target_health"):
+    """An active health check's result (the supervisor runs the checks for every worker)."""
+
+    upstream: str
+    address: str
+    healthy: bool
+    #: This check passed (readmits a target the worker ejected passively).
+    ok: bool
 
 
 class Apply(msgspec.Struct, tag="apply"):
@@ -60,7 +74,7 @@ class ReopenLogs(msgspec.Struct, tag="reopen_logs"):
     pass
 
 
-Message = Ready | Ping | Pong | Metrics | Apply | Applied | Stop | ReopenLogs
+Message = Ready | Ping | Pong | Metrics | Apply | Applied | Stop | ReopenLogs | TargetHealth
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

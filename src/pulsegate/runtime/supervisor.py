@@ -31,6 +31,7 @@ from pulsegate.runtime.backoff import RestartBackoff
 from pulsegate.runtime.channel import Channel, open_channel
 from pulsegate.runtime.listeners import Listeners, bind_listeners
 from pulsegate.runtime.messages import Applied, Apply, Message, Metrics, Ping, Pong, Ready, ReopenLogs, Stop
+from pulsegate.runtime.upstreams import UpstreamHub
 
 log = get_logger("pulsegate.supervisor")
 
@@ -102,6 +103,7 @@ class Supervisor:
         self._exited = asyncio.Event()
         self._all_ready = asyncio.Event()
         self._applying: GatewayConfig | None = None
+        self.upstreams = UpstreamHub(self._broadcast)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class Supervisor:
             self.listeners.close()
             self.history.close()
             return 1
+        self.upstreams.start(cfg)
         for sig, handler in (
             (signal.SIGHUP, self._reload_on_signal),
             (signal.SIGUSR1, self.reopen_logs),
@@ -209,6 +212,7 @@ class Supervisor:
             except TimeoutError:
                 pass
         self._close_point()
+        await self.upstreams.stop()
         if isinstance(admin, AdminServer):
             await admin.stop()
         if self.history is not None:
@@ -243,6 +247,8 @@ class Supervisor:
             str(child.fileno()),
             *args,
         ]
+        if self.upstreams.buckets is not None:
+            cmd += ["--buckets", self.upstreams.buckets.path]
         try:
             proc = subprocess.Popen(cmd, pass_fds=(child.fileno(), *fds), stdin=subprocess.DEVNULL)
         except OSError as exc:
@@ -278,6 +284,13 @@ class Supervisor:
         slot.channel = channel
         self._apply_seq += 1
         channel.send(Apply(seq=self._apply_seq, text=self._config_text(), source="supervisor"))
+        for verdict in self.upstreams.verdicts():
+            channel.send(verdict)
+
+    def _broadcast(self, msg: Message) -> None:
+        for slot in self.slots:
+            if slot.channel is not None and slot.channel.is_open:
+                slot.channel.send(msg)
 
     def _config_text(self) -> str:
         # During a reload, a worker (re)started meanwhile gets the config being applied.
@@ -286,6 +299,7 @@ class Supervisor:
     def _on_message(self, slot: WorkerSlot, msg: Message) -> None:
         if isinstance(msg, Metrics):
             self.aggregator.add(msg.snapshot)
+            self.upstreams.report(slot.id, msg.targets)
         elif isinstance(msg, Pong):
             slot.last_pong = self.clock()
         elif isinstance(msg, Ready):
@@ -321,6 +335,7 @@ class Supervisor:
                 fut.set_result(Applied(seq=0, ok=False, errors=[f"worker {slot.id} exited"]))
         slot.pending.clear()
         self.aggregator.forget_worker(slot.id)
+        self.upstreams.forget(slot.id)
         self._exited.set()
         if self.stopping:
             log.info("worker.exited", worker_id=slot.id, pid=proc.pid, code=code)
@@ -465,6 +480,7 @@ class Supervisor:
             self._roll_back(old)
         else:
             self.config = effective
+            self.upstreams.configure(effective)
         return ReloadOutcome(not errors, errors, needs_restart, workers=len(results))
 
     def _roll_back(self, old: GatewayConfig) -> None:

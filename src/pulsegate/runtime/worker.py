@@ -39,6 +39,7 @@ from pulsegate.runtime.messages import (
     Ready,
     ReopenLogs,
     Stop,
+    TargetHealth,
 )
 
 log = get_logger("pulsegate.worker")
@@ -55,8 +56,17 @@ def access_log_for(config: GatewayConfig) -> AccessLog | None:
 class Worker:
     """One worker's lifecycle around a :class:`~pulsegate.proxy.server.Server`."""
 
-    def __init__(self, worker_id: int, sockets: Sequence[socket.socket], binds: Sequence[str]) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        sockets: Sequence[socket.socket],
+        binds: Sequence[str],
+        buckets: str | None = None,
+    ) -> None:
         self.id = worker_id
+        self.buckets = buckets
+        #: Verdicts that arrived before the server existed (applied once it does).
+        self._verdicts: list[TargetHealth] = []
         self.sockets = list(sockets)
         self.binds = list(binds)
         self.server: Server | None = None
@@ -117,6 +127,9 @@ class Worker:
                 reuse_port=bool(self.binds),
                 sockets=self.sockets,
                 access_log=access_log_for(config),
+                workers=config.worker_count(),
+                health_checks=False,  # the supervisor checks once for every worker
+                buckets=self.buckets,
             )
             bound = await self.server.start()
         except OSError as exc:
@@ -128,6 +141,9 @@ class Worker:
             self.channel.close()
             return 1
         self.probe.start(loop)
+        for verdict in self._verdicts:
+            self._handle(verdict)
+        self._verdicts.clear()
         self.channel.send(Applied(seq=apply.seq, ok=True))
         if self._early is not None:
             early, self._early = self._early, None
@@ -150,6 +166,11 @@ class Worker:
         assert self.channel is not None
         if isinstance(msg, Ping):
             self.channel.send(Pong(seq=msg.seq))
+        elif isinstance(msg, TargetHealth):
+            if self.server is None:
+                self._verdicts.append(msg)
+            else:
+                self.server.health_verdict(msg.upstream, msg.address, msg.healthy, msg.ok)
         elif isinstance(msg, Apply):
             self.channel.send(self._apply(msg))
         elif isinstance(msg, Stop):
@@ -204,7 +225,7 @@ class Worker:
             process=process,
             pools=server.pool_gauges(),
         )
-        channel.send(Metrics(snapshot=snap))
+        channel.send(Metrics(snapshot=snap, targets=server.target_states()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--control-fd", type=int, required=True)
     p.add_argument("--listen-fd", type=int, action="append", default=[])
     p.add_argument("--bind", action="append", default=[], help="bind host:port with SO_REUSEPORT")
+    p.add_argument("--buckets", help="the supervisor's shared rate-limit table")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(worker=str(args.id))
@@ -220,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
     for sock in sockets:
         sock.setblocking(False)
-    worker = Worker(args.id, sockets, args.bind)
+    worker = Worker(args.id, sockets, args.bind, args.buckets)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run(control))
 

@@ -1,0 +1,2 @@
+"""Keeping traffic flowing when upstreams fail and clients misbehave: active health checks,
+passive outlier ejection, retry budgets, circuit breaking and rate limiting."""
