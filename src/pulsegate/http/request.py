@@ -76,6 +76,10 @@ class RequestHandler(Protocol):
     def on_body(self, data: bytes) -> None: ...
     def on_end(self) -> None: ...
 
+    def on_upgrade(self, data: bytes) -> None:
+        """The request that just ended asked to switch protocols (``head.upgrade`` is set); the
+        parser stops here and ``data`` is what followed it in the same read."""
+
 
 def named_in_connection(
     value: bytes, keep: frozenset[bytes], found: list[bytes] | None
@@ -125,6 +129,7 @@ class RequestParser:
         "_max_head",
         "_p",
         "_partial",
+        "_upgrade",
         "_url",
         "in_head",
     )
@@ -153,6 +158,8 @@ class RequestParser:
         self._closed = False
         self._last = False
         self._completed = 0
+        #: The last head asked to switch protocols: parsing stops after its message.
+        self._upgrade = False
         self._error: DownstreamError | None = None
         # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
         # so body bytes cost no extra Python frame.
@@ -168,10 +175,13 @@ class RequestParser:
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after a request carrying Upgrade (or CONNECT). We do not tunnel, and
-            # Upgrade is hop-by-hop and stripped, so the request was a plain one: go on parsing.
+            # llhttp stops after a request carrying Upgrade. One we tunnel (see _check_upgrade)
+            # ends HTTP on this connection; any other was a plain request: go on parsing.
             rest = data[exc.args[0] :]
-            if rest:
+            if self._upgrade:
+                self._closed = True
+                self._handler.on_upgrade(rest)
+            elif rest:
                 self.feed(rest)
             return
         except httptools.HttpParserCallbackError as exc:
@@ -259,6 +269,8 @@ class RequestParser:
             if not head.host:
                 self._fail("missing Host header", 400)
         head.keep_alive = keep_alive
+        if head.upgrade is not None:
+            self._upgrade = _check_upgrade(head, headers)
         if head.content_length is not None and head.content_length > self._max_body:
             self._fail("request body too large", 413)
         # After this message, a non-keep-alive request ends the stream (bytes after it are ignored);
@@ -352,6 +364,20 @@ class RequestParser:
         if head.expect_continue and not head.has_body:
             head.expect_continue = False  # nothing to wait for
         return saw_connection
+
+
+def _check_upgrade(head: RequestHead, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Keep ``head.upgrade`` only for a switch we tunnel: HTTP/1.1, ``Connection: upgrade``, and
+    not ``h2c`` (we speak HTTP/1.1 to upstreams; as Envoy, that upgrade is dropped)."""
+    value = head.upgrade
+    wanted = head.version == 1 and value is not None and b"h2c" not in value.lower()
+    if wanted:
+        wanted = any(
+            b"upgrade" in split_tokens(v) for n, v in headers if len(n) == 10 and n.lower() == b"connection"
+        )
+    if not wanted:
+        head.upgrade = None
+    return wanted
 
 
 def serialize_kept(

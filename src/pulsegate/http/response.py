@@ -50,6 +50,9 @@ class ResponseHeadHandler(Protocol):
     def on_response_head(self, head: ResponseHead) -> None: ...
     def on_response_end(self) -> None: ...
 
+    def on_response_upgrade(self, data: bytes) -> None:
+        """A 101 switched protocols: ``data`` followed its head; the parser is done."""
+
 
 class ResponseHandler(ResponseHeadHandler, Protocol):
     """What the parser reports to; the proxy's upstream connection implements it."""
@@ -94,6 +97,10 @@ class ResponseParser:
         """Parse ``data`` and report to the handler."""
         try:
             self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # Only after a 101 (the handler raised for any it did not ask for).
+            self.handler.on_response_upgrade(data[exc.args[0] :])
+            return
         except httptools.HttpParserCallbackError as exc:
             if exc.__context__ is not None:
                 raise exc.__context__ from None

@@ -69,6 +69,7 @@ def add_target(dst: TargetSample, src: TargetSample) -> None:
 def add_process(dst: ProcessSample, src: ProcessSample) -> None:
     """Fold a later interval of the same worker into ``dst``: deltas add, gauges take the latest."""
     dst.connections = src.connections
+    dst.tunnels = src.tunnels
     dst.rss_bytes = src.rss_bytes
     dst.cpu_seconds = src.cpu_seconds
     dst.accepted += src.accepted

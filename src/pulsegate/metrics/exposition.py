@@ -298,7 +298,12 @@ class GatewayCollector:
             for generation, count in enumerate(w.gc_collections):
                 gc_collections.add_metric([str(slot), str(generation)], count)
             gc_pause.add_metric(worker, w.gc_pause_seconds)
-        return iter((requests, accepted, connections, rss, cpu, lag, gc_collections, gc_pause))
+        tunnels = GaugeMetricFamily(
+            "pulsegate_tunnels_active", "Upgraded (WebSocket) connections open now, over all workers."
+        )
+        if self._agg.workers:  # no series before any worker reported
+            tunnels.add_metric([], sum(w.last.tunnels for w in self._agg.workers.values()))
+        return iter((requests, accepted, connections, rss, cpu, lag, gc_collections, gc_pause, tunnels))
 
 
 def build_registry(

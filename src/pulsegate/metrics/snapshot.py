@@ -50,6 +50,8 @@ class ProcessSample(msgspec.Struct):
     """The worker process: gauges and cumulative CPU, deltas for the rest."""
 
     connections: int = 0
+    #: Upgraded (WebSocket) connections open now.
+    tunnels: int = 0
     accepted: int = 0
     rss_bytes: int = 0
     #: Cumulative user + system CPU seconds of the process.

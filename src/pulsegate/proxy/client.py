@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 # Connection phases, for the sweeper's timeout decision.
 IDLE, HEAD, ACTIVE = 0, 1, 2
+# Upgrade (WebSocket) states: none, asked (waiting for the upstream's 101), open (bytes tunnel).
+NO_TUNNEL, TUNNEL_ASKED, TUNNEL_OPEN = 0, 1, 2
 # Reasons to stop reading from the client; reading resumes when none is left.
 BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
 
@@ -64,6 +66,7 @@ class ClientConnection(asyncio.Protocol):
         "client_ip",
         "closing",
         "deadline",
+        "early",
         "ex",
         "host_raw",
         "host_route",
@@ -79,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         "server",
         "t_first",
         "transport",
+        "tunnel",
         "wbuf",
         "write_paused",
     )
@@ -118,6 +122,9 @@ class ClientConnection(asyncio.Protocol):
         self.closing = lim.keepalive_timeout <= 0
         #: A malformed request behind ones still being answered: refused once they are done.
         self.rejected: DownstreamError | None = None
+        self.tunnel = NO_TUNNEL
+        #: Client bytes that followed an upgrade request, held until the upstream's 101.
+        self.early: list[bytes] = []
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -149,13 +156,22 @@ class ClientConnection(asyncio.Protocol):
                 # The response cannot be delivered; the upstream connection is mid-message.
                 ex.upstream = None
                 conn.client = None
-                conn.close()
+                if self.tunnel == TUNNEL_OPEN:
+                    self.server.tunnels -= 1
+                    # After what the client sent last.
+                    self.outbox.close(conn.transport)  # type: ignore[arg-type]
+                else:
+                    conn.close()
+            self.tunnel = NO_TUNNEL
             # Also when still waiting for a connection: the target must not keep counting it.
             self._end_target(ex)
         self.queue.clear()
         self.parsing = None
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            self._tunnel_in(data)
+            return
         if self.rejected is not None:
             return  # the parser failed; nothing after the bad request is read
         if self.phase == IDLE:
@@ -171,6 +187,9 @@ class ClientConnection(asyncio.Protocol):
             self.flush()
 
     def eof_received(self) -> bool | None:
+        if self.tunnel == TUNNEL_OPEN:
+            self.close_tunnel()  # both sides close once what is queued for them is written
+            return True
         # Half-close from the client: finish answering what it sent, then close (RFC 9112 §9.6).
         if self.ex is None:
             return None
@@ -251,6 +270,99 @@ class ClientConnection(asyncio.Protocol):
                 ex.body.append(LAST_CHUNK)
         if ex is self.ex and not ex.head_sent:
             self._send(ex)
+
+    def on_upgrade(self, data: bytes) -> None:
+        """The request just read asked to switch protocols; HTTP parsing stopped after it."""
+        self.tunnel = TUNNEL_ASKED
+        if data:
+            self._tunnel_in(data)
+
+    # -- upgraded connections (WebSocket) --------------------------------------------------------
+
+    def _tunnel_in(self, data: bytes) -> None:
+        ex = self.ex
+        if self.tunnel == TUNNEL_OPEN and ex is not None and ex.upstream is not None:
+            ex.bytes_in += len(data)
+            self.deadline = self.server.now + self.read_timeout
+            self.outbox.write(ex.upstream.transport, data)  # type: ignore[arg-type]
+            return
+        # Sent before the upstream agreed to switch: hold it (bounded) for the tunnel.
+        self.early.append(data)
+        if sum(len(d) for d in self.early) > self.lim.request_buffer:
+            self._block(BLOCK_BUFFER)
+
+    def _open_tunnel(self, ex: Exchange, head: ResponseHead) -> None:
+        """The upstream answered 101: relay the head, then bytes both ways until either side closes."""
+        conn = ex.upstream
+        pool = ex.pool
+        assert conn is not None and pool is not None and ex.upgrade is not None
+        ex.resp_started = True
+        ex.status = 101
+        out = b"".join(
+            (
+                STATUS_LINES.get(101) or status_line(101),
+                head.fields,
+                b"Connection: Upgrade\r\nUpgrade: ",
+                ex.upgrade,
+                b"\r\nX-Request-Id: ",
+                ex.request_id or b"",
+                b"\r\n\r\n",
+            )
+        )
+        ex.bytes_out += len(out)
+        self.wbuf.append(out)
+        self.tunnel = TUNNEL_OPEN
+        conn.tunnel = True
+        # The tunnel keeps counting in the target's in-flight load (least_conn sees open sockets).
+        pool.target.observe_latency((perf_counter_ns() - ex.started) // 1000)
+        self.read_timeout = self.lim.tunnel_idle_timeout
+        self.deadline = self.server.now + self.read_timeout
+        server = self.server
+        server.tunnels += 1
+        if ex.route is not None:
+            server.registry.count("tunnels", ex.route.name)
+        if self.early:
+            early, self.early = self.early, []
+            ex.bytes_in += sum(len(d) for d in early)
+            self.outbox.write(conn.transport, early)  # type: ignore[arg-type]
+            self._unblock(BLOCK_BUFFER)
+
+    def on_response_upgrade(self, data: bytes) -> None:
+        """Bytes the upstream sent right after its 101, in the same read."""
+        if data:
+            self.tunnel_out(data)
+
+    def tunnel_out(self, data: bytes) -> None:
+        """Upstream bytes of an open tunnel, for the client."""
+        ex = self.ex
+        if ex is not None:
+            ex.bytes_out += len(data)
+        self.deadline = self.server.now + self.read_timeout
+        if self.wbuf:
+            self.flush()  # the 101 head goes first
+        self.outbox.write(self.transport, data)
+
+    def close_tunnel(self) -> None:
+        """End an open tunnel: both connections close after what is queued for them."""
+        if self.tunnel != TUNNEL_OPEN:
+            return
+        self.tunnel = NO_TUNNEL
+        self.server.tunnels -= 1
+        self.closing = True
+        ex = self.ex
+        if ex is not None:
+            self.ex = None
+            conn = ex.upstream
+            if conn is not None:
+                ex.upstream = None
+                conn.client = None
+                self.outbox.close(conn.transport)  # type: ignore[arg-type]
+            self._end_target(ex)
+            if not ex.resp_done:
+                ex.resp_done = True
+                self._done(ex, perf_counter_ns(), 0)
+        self.flush()
+        self.outbox.close(self.transport)
 
     # -- starting an exchange ------------------------------------------------------------------
 
@@ -451,8 +563,11 @@ class ClientConnection(asyncio.Protocol):
         req = ex
         if status < 200:
             if status == 101:
-                # We strip Upgrade, so a switch we never asked for is a protocol error.
-                raise UpstreamError("unexpected 101 Switching Protocols", status=502)
+                if ex.upgrade is None or self.tunnel != TUNNEL_ASKED:
+                    # A switch we never asked for is a protocol error.
+                    raise UpstreamError("unexpected 101 Switching Protocols", status=502)
+                self._open_tunnel(ex, head)
+                return
             if status != 100 and req.version == 1:
                 self.wbuf.append(status_line(status) + head.fields + CRLF)
             return
@@ -470,6 +585,11 @@ class ClientConnection(asyncio.Protocol):
         ex.resp_started = True
         ex.status = status
         keep = req.keep_alive and not self.closing and not self.server.draining
+        if self.tunnel:
+            # An upgrade declined: parsing stopped at that request, so the connection ends here.
+            keep = False
+            self.tunnel = NO_TUNNEL
+            self.early = []
         parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
         if req.method == b"HEAD" or status in (204, 304):
             framing = BODY_NONE
@@ -567,6 +687,9 @@ class ClientConnection(asyncio.Protocol):
         """The upstream connection closed while serving our exchange."""
         ex = self.ex
         if ex is None or ex.upstream is not conn:
+            return
+        if self.tunnel == TUNNEL_OPEN:
+            self.close_tunnel()
             return
         ex.upstream = None
         self._end_target(ex)
@@ -739,6 +862,9 @@ class ClientConnection(asyncio.Protocol):
 
     def on_timeout(self, now: float) -> None:
         """Called by the sweeper when ``deadline`` passed."""
+        if self.tunnel == TUNNEL_OPEN:
+            self.close_tunnel()  # idle for tunnel_idle_timeout
+            return
         if self.phase == IDLE:
             self.outbox.close(self.transport)  # keep-alive expired: close quietly, as nginx does
         elif self.phase == HEAD:

@@ -144,6 +144,8 @@ class Exchange(RequestHead):
         )
         if head.host:
             parts += (b"X-Forwarded-Host: ", head.host, CRLF)
+        if head.upgrade is not None:  # set only for a switch we tunnel (see http.request)
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", head.upgrade, CRLF)
         parts += (
             b"Via: ",
             _VIA if head.via is None else head.via + b", " + _VIA,

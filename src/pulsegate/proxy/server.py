@@ -74,6 +74,8 @@ class Server:
         #: the sweep's own precision.
         self.now = 0.0
         self.connections: set[ClientConnection] = set()
+        #: Upgraded (WebSocket) connections open now.
+        self.tunnels = 0
         self.draining = False
         self.reuse_port = reuse_port
         #: Listening sockets handed over by a supervisor (used instead of binding ``listen``).
@@ -234,6 +236,15 @@ class Server:
         if self.connections:
             try:
                 async with asyncio.timeout(timeout):
+                    await self._all_closed.wait()
+            except TimeoutError:
+                pass
+        if self.tunnels:
+            # Tunnels outlived the drain: close them with a FIN (after queued bytes), not a reset.
+            for conn in list(self.connections):
+                conn.close_tunnel()
+            try:
+                async with asyncio.timeout(1.0):
                     await self._all_closed.wait()
             except TimeoutError:
                 pass

@@ -29,6 +29,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reading_paused",
         "state",
         "transport",
+        "tunnel",
         "uses",
     )
 
@@ -44,6 +45,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         #: Pool bookkeeping (pool.BUSY / IDLE / GONE).
         self.state = 0
+        #: Switched protocols (101): bytes go to the client unparsed until the connection closes.
+        self.tunnel = False
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -78,6 +81,9 @@ class UpstreamConnection(asyncio.Protocol):
         if client is None:
             # Bytes on an idle connection answer nothing we sent: the stream is out of sync.
             self.close()
+            return
+        if self.tunnel:
+            client.tunnel_out(data)
             return
         client.deadline = client.server.now + client.read_timeout
         try:
@@ -126,6 +132,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_response_end(self) -> None:
         assert self.client is not None
         self.client.on_response_end()
+
+    def on_response_upgrade(self, data: bytes) -> None:
+        if self.client is not None:
+            self.client.on_response_upgrade(data)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("busy" if self.client is not None else "idle")

@@ -217,6 +217,7 @@ class Worker:
         if server is None or channel is None:
             return
         process = self.probe.sample(connections=len(server.connections))
+        process.tunnels = server.tunnels
         snap = server.registry.take(
             worker=self.id,
             pid=os.getpid(),
