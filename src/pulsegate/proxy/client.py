@@ -108,7 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self.ex: Exchange | None = None
         #: The exchange whose request is being read (the active one, or the last queued).
         self.parsing: Exchange | None = None
-        self.queue: deque[Exchange] = deque()
+        #: Pipelined exchanges waiting their turn; created on first use (an empty deque is 760
+        #: bytes, a fifth of an idle connection's memory: benchmarks/idle_bench.py).
+        self.queue: deque[Exchange] | None = None
         #: Bytes for the client, gathered during one upstream read and written with one writev.
         self.wbuf: list[bytes] = []
         self.phase = IDLE
@@ -165,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel = NO_TUNNEL
             # Also when still waiting for a connection: the target must not keep counting it.
             self._end_target(ex)
-        self.queue.clear()
+        self.queue = None
         self.parsing = None
 
     def data_received(self, data: bytes) -> None:
@@ -224,8 +226,11 @@ class ClientConnection(asyncio.Protocol):
             self._start(ex)
         else:
             ex.t0 = perf_counter_ns()  # queued behind others: its time starts now
-            self.queue.append(ex)
-            if len(self.queue) >= self.lim.max_pipelined:
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            queue.append(ex)
+            if len(queue) >= self.lim.max_pipelined:
                 self._block(BLOCK_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
@@ -785,8 +790,9 @@ class ClientConnection(asyncio.Protocol):
             self.flush()
             self.outbox.close(self.transport)
             return
-        if self.queue:
-            nxt = self.queue.popleft()
+        queue = self.queue
+        if queue:
+            nxt = queue.popleft()
             self._unblock(BLOCK_PIPELINE)
             self.ex = nxt
             self._start(nxt)
@@ -822,7 +828,7 @@ class ClientConnection(asyncio.Protocol):
         bad = self.parsing
         active = self.ex
         if active is not None and bad is not active:
-            if bad is not None and bad in self.queue:
+            if bad is not None and self.queue is not None and bad in self.queue:
                 self.queue.remove(bad)  # never started, so it holds no upstream connection
             self.parsing = None
             self.rejected = exc
@@ -857,7 +863,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         self.ex = None
         self.parsing = None
-        self.queue.clear()
+        self.queue = None
         self.outbox.close(self.transport)
 
     def on_timeout(self, now: float) -> None:
