@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -197,3 +197,18 @@ def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) ->
     finally:
         if own:
             c.close()
+
+
+T = TypeVar("T")
+
+
+def poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 10.0) -> T:
+    """``fetch()`` until ``done`` holds, for at most ``timeout`` s. Only for figures the workers
+    push periodically (once a second): there is no event to wait on for "the snapshot arrived"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout}s; last: {value!r}"
+        time.sleep(0.1)  # the next snapshot is at most a second away

@@ -14,16 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulsegate.origin import Reply, Request
-from tests.runtime.gateway_process import GatewayProcess, gateway, get, origin_thread, write_config
+from tests.runtime.gateway_process import GatewayProcess, gateway, get, origin_thread, poll, write_config
 
-T = TypeVar("T")
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 TOKEN = "s3cret-admin-token-7f3a"
@@ -83,18 +81,6 @@ def _invalid(origin_a: str, origin_b: str) -> dict[str, Any]:
     config["routes"] = [*config["routes"], {"name": "broken", "upstream": "nowhere"}]
     config["bogus_key"] = 1
     return config
-
-
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 10.0) -> T:
-    """``fetch()`` until ``done`` holds, for at most ``timeout`` s. Only for figures the workers
-    push periodically (once a second): there is no event to wait on for "the snapshot arrived"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: not reached within {timeout}s; last: {value!r}"
-        time.sleep(0.1)  # the next snapshot is at most a second away
 
 
 def check_lines(path: Path) -> list[str]:

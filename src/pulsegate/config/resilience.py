@@ -88,6 +88,12 @@ def _check_key(value: str) -> str:
 Percent = Annotated[float, BeforeValidator(parse_percent)]
 
 
+def _below_100(value: float) -> float:
+    if value >= 1.0:
+        raise ValueError("must be below 100%")
+    return value
+
+
 class HealthConfig(Section):
     """Active HTTP checks of every target of an upstream (off unless the section is present).
 
@@ -102,7 +108,8 @@ class HealthConfig(Section):
     expect_status: Annotated[frozenset[int] | tuple[int, int], BeforeValidator(_expect_input)] = (200, 399)
     rise: Annotated[Count, Field(ge=1)] = 2
     fall: Annotated[Count, Field(ge=1)] = 3
-    jitter: Percent = 0.1
+    #: Below 100 %: a wait of zero would probe back to back.
+    jitter: Annotated[Percent, AfterValidator(_below_100)] = 0.1
     #: Host header of the check; the target address when unset.
     host: Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")] | None = None
 

@@ -60,6 +60,20 @@ class Breaker:
         """Whether one more connection fits under ``max_connections``."""
         return self.max_connections is None or self.connections() < self.max_connections
 
+    def starved(self) -> bool:
+        """Requests wait for a connection slot (``max_connections`` reached): a released connection
+        should close and make room rather than sit idle."""
+        return self.max_connections is not None and self.pending() > 0
+
+    def reclaim_idle(self, wanted_by: TargetPool) -> bool:
+        """At ``max_connections``, close the coldest idle connection of another target so
+        ``wanted_by`` can open one: an idle connection must not starve a waiting request."""
+        for pool in self.pools:
+            if pool is not wanted_by and pool.idle:
+                pool.drop_coldest()
+                return True
+        return False
+
     def kick(self) -> None:
         """A connection went away: let waiters held back by ``max_connections`` open one."""
         for pool in self.pools:

@@ -70,7 +70,7 @@ def check_specs(config: GatewayConfig) -> list[CheckSpec]:
 
 
 def apply_verdict(
-    runtime: Runtime, upstream: str, address: str, *, healthy: bool, ok: bool, now: float, registry: Registry
+    runtime: Runtime, upstream: str, address: str, *, healthy: bool, ok: bool, now: float
 ) -> None:
     """Apply an active check's result to the target in ``runtime``: the healthy flag, and a passing
     check readmits a passively ejected target early (as Envoy does by default)."""
@@ -83,7 +83,6 @@ def apply_verdict(
     if target.healthy != healthy:
         target.healthy = healthy
         target.refresh()
-        registry.count("health_transitions", upstream, address, "healthy" if healthy else "unhealthy")
         log.info(
             "upstream.target_healthy" if healthy else "upstream.target_unhealthy",
             upstream=upstream,

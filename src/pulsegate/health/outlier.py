@@ -53,15 +53,20 @@ class OutlierDetector:
         self.on_change = on_change
         self.ejected: list[Target] = [t for t in self.targets if t.ejected_until]
         pct = cfg.max_ejected_percent
-        self._limit = 0 if pct <= 0 or not cfg.enabled else max(1, math.floor(len(self.targets) * pct))
+        # Always at least one: a single-target upstream (or a 0 %) can still eject its failing target.
+        self._limit = max(1, math.floor(len(self.targets) * pct)) if cfg.enabled else 0
 
     def failure(self, target: Target, now: float, gateway: bool) -> None:
         """One failed attempt on ``target``: a gateway failure, or (``gateway=False``) a 5xx answer."""
+        if target.ejected_until:
+            return  # answers to requests sent before the ejection do not count towards the next
         target.errors += 1
         if gateway:
             target.failures += 1
+        else:
+            target.failures = 0  # it answered: reachable, so the failure streak is broken
         cfg = self.cfg
-        if target.ejected_until or not self._limit:
+        if not self._limit:
             return
         if gateway and cfg.consecutive_failures and target.failures >= cfg.consecutive_failures:
             reason = f"{target.failures} consecutive failures"

@@ -183,6 +183,11 @@ class Aggregator:
         w.last = proc
         w.requests_per_s = requests / snap.interval if snap.interval > 0 else 0.0
 
+    def count(self, family: str, *labels: str) -> None:
+        """Count an event seen by the supervisor itself (same keys as ``Registry.count``)."""
+        key = "\t".join((family, *labels))
+        self.events[key] = self.events.get(key, 0) + 1
+
     def forget_worker(self, worker: int) -> None:
         """A worker exited: its gauges no longer count (its counters stay in the totals)."""
         self._route_gauges.pop(worker, None)

@@ -713,7 +713,11 @@ class ClientConnection(asyncio.Protocol):
             ex.head_sent = False
             ex.started = perf_counter_ns()
             ex.pool.target.inflight += 1
-            ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time())
+            if not ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
+                self._end_target(ex)
+                if ex.route is not None:
+                    self._overflow(ex, ex.route.upstream)
+                self.flush()
             return
         reason = "upstream closed the connection" if exc is None else f"upstream connection failed: {exc}"
         self._failed(ex, UpstreamError(reason, status=502), gateway=True)

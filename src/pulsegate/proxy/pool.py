@@ -93,9 +93,10 @@ class TargetPool:
             conn.state = GONE
             conn.close()
         # A raised max_connections serves requests already waiting, not only new ones.
-        while self.waiters and not self.closed and self.busy + len(self.idle) < max_connections:
-            _, on_ready = self.waiters.popleft()
-            self.acquire(on_ready, 0.0)
+        waiting = -1
+        while self.waiters and len(self.waiters) != waiting:
+            waiting = len(self.waiters)
+            self.kick()
 
     def retire(self) -> None:
         """The target left the config: close idle connections; busy ones close when released, and
@@ -132,7 +133,9 @@ class TargetPool:
         br = self.breaker
         if self.closed:
             on_ready(None, UpstreamError("upstream pool closed", status=503, retryable=True))
-        elif self.busy + len(self.idle) < self.max_connections and (br is None or br.may_connect()):
+        elif self.busy + len(self.idle) < self.max_connections and (
+            br is None or br.may_connect() or br.reclaim_idle(self)
+        ):
             self.busy += 1
             asyncio.get_running_loop().create_task(self._connect(on_ready))
         elif br is not None and br.max_pending is not None and br.pending() >= br.max_pending:
@@ -144,6 +147,12 @@ class TargetPool:
             self.waiters.append((now + self.connect_timeout, on_ready))
         return True
 
+    def drop_coldest(self) -> None:
+        """Close the longest-idle connection (its slot is wanted elsewhere)."""
+        conn = self.idle.popleft()
+        conn.state = GONE
+        conn.close()
+
     def kick(self) -> None:
         """Capacity was freed: let the oldest waiter open a connection if it now fits."""
         br = self.breaker
@@ -151,7 +160,7 @@ class TargetPool:
             self.waiters
             and not self.closed
             and self.busy + len(self.idle) < self.max_connections
-            and (br is None or br.may_connect())
+            and (br is None or br.may_connect() or br.reclaim_idle(self))
         ):
             _, on_ready = self.waiters.popleft()
             self.acquire(on_ready, 0.0)
@@ -187,7 +196,8 @@ class TargetPool:
             on_ready(conn, None)  # stays busy: handed straight to the next request
             return
         self.busy -= 1
-        if len(self.idle) < self.max_idle and not self.closed:
+        br = self.breaker
+        if len(self.idle) < self.max_idle and not self.closed and (br is None or not br.starved()):
             conn.state = IDLE
             conn.idle_since = now
             self.idle.append(conn)

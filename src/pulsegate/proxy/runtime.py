@@ -312,6 +312,8 @@ class Runtime:
         values = [self.limits.header_timeout, self.limits.keepalive_timeout]
         for u in self.config.upstreams.values():
             values += [u.timeouts.read, u.timeouts.connect, u.pool.idle_timeout]
+            if u.retries.per_try_timeout is not None:
+                values.append(u.retries.per_try_timeout)
         return min(values)
 
     def config_route_names(self) -> list[str]:

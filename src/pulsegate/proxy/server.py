@@ -156,13 +156,14 @@ class Server:
         )
 
     def _check_result(self, result: CheckResult) -> None:
+        if result.changed:
+            state = "healthy" if result.healthy else "unhealthy"
+            self.registry.count("health_transitions", result.upstream, result.address, state)
         self.health_verdict(result.upstream, result.address, result.healthy, result.ok)
 
     def health_verdict(self, upstream: str, address: str, healthy: bool, ok: bool) -> None:
         """An active health check's verdict on one target (from our checker or the supervisor's)."""
-        apply_verdict(
-            self.runtime, upstream, address, healthy=healthy, ok=ok, now=self.now, registry=self.registry
-        )
+        apply_verdict(self.runtime, upstream, address, healthy=healthy, ok=ok, now=self.now)
 
     def target_states(self) -> list[TargetState]:
         """Every target's health, ejection and load figures (for the admin API)."""

@@ -103,7 +103,7 @@ class Supervisor:
         self._exited = asyncio.Event()
         self._all_ready = asyncio.Event()
         self._applying: GatewayConfig | None = None
-        self.upstreams = UpstreamHub(self._broadcast)
+        self.upstreams = UpstreamHub(self._broadcast, self.aggregator)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

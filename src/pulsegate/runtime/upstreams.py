@@ -8,7 +8,7 @@ disagree about a target's health.
 
 Example::
 
-    hub = UpstreamHub(send_all=lambda msg: ...)
+    hub = UpstreamHub(send_all=lambda msg: ..., aggregator=supervisor.aggregator)
     hub.start(config)          # in the supervisor's loop
     hub.view(config)           # {"upstreams": [...]}
 """
@@ -22,6 +22,7 @@ from pulsegate.health.checker import CheckResult, HealthChecker
 from pulsegate.health.monitor import TargetState, check_specs
 from pulsegate.health.ratelimit import SharedBuckets
 from pulsegate.logs import get_logger
+from pulsegate.metrics.aggregator import Aggregator
 from pulsegate.runtime.messages import Message, TargetHealth
 
 log = get_logger("pulsegate.health")
@@ -30,13 +31,13 @@ log = get_logger("pulsegate.health")
 class UpstreamHub:
     """Active checks, verdict fan-out, the rate-limit table and the merged per-target view."""
 
-    def __init__(self, send_all: Callable[[Message], None]) -> None:
+    def __init__(self, send_all: Callable[[Message], None], aggregator: Aggregator) -> None:
         self._send_all = send_all
+        self._aggregator = aggregator
         self.checker = HealthChecker(self._on_result)
         self.buckets: SharedBuckets | None = None
         #: The latest target states each worker reported, by worker slot.
         self._reports: dict[int, list[TargetState]] = {}
-        self.transitions = 0
 
     def start(self, config: GatewayConfig) -> None:
         # Always created, so a reload that adds the first rate_limit finds the table in place.
@@ -55,7 +56,8 @@ class UpstreamHub:
 
     def _on_result(self, result: CheckResult) -> None:
         if result.changed:
-            self.transitions += 1
+            state = "healthy" if result.healthy else "unhealthy"
+            self._aggregator.count("health_transitions", result.upstream, result.address, state)
             log.info(
                 "upstream.check_healthy" if result.healthy else "upstream.check_unhealthy",
                 upstream=result.upstream,
