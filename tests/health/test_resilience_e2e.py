@@ -703,3 +703,76 @@ def test_active_health_checks_take_a_target_out_after_fall_and_back_after_rise()
                 assert not any(k.startswith("ejections") for k in ev)
 
     arun(main(), timeout=10)
+
+
+# -- regressions found in review ---------------------------------------------------------------------
+
+
+def test_a_retry_refused_by_the_breaker_still_answers_the_client() -> None:
+    """Both targets answer 503; the retry to the second is refused by max_connections 1 +
+    max_pending 0 (the first target's dying connection still counts): the client must get that
+    503 at once, not wait for a response nobody sends."""
+
+    async def main() -> None:
+        async with origins(status(503), status(503)) as (a, b):
+            cfg = gateway_config(
+                {"u": [a.target, b.target]},
+                ROUTES,
+                **upstream_opts(circuit_breaker={"max_connections": 1, "max_pending": 0}),
+            )
+            async with running_gateway(cfg) as (_, port):
+                c = await Client.connect(port)
+                try:
+                    resp = await asyncio.wait_for(c.request("GET", "/"), 3)
+                    assert resp.status == 503
+                finally:
+                    await c.close()
+
+    arun(main(), timeout=10)
+
+
+def test_per_try_timeout_does_not_cut_a_slow_upload() -> None:
+    """per_try_timeout bounds the wait for the answer, not the client's upload: a body trickled
+    over longer than it still gets through, and the target is not blamed."""
+
+    async def main() -> None:
+        async with origins(ok, ok) as (a, b):
+            cfg = gateway_config(
+                {"u": [a.target, b.target]}, ROUTES, **upstream_opts(retries={"per_try_timeout": "200ms"})
+            )
+            async with running_gateway(cfg) as (server, port):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+                for _ in range(5):  # 10 bytes over about 0.6 s
+                    await asyncio.sleep(0.12)
+                    writer.write(b"xx")
+                    await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                writer.close()
+                assert all(t.errors == 0 and t.available for t in server.runtime.upstreams["u"].targets)
+
+    arun(main(), timeout=10)
+
+
+def test_turning_health_checks_off_by_reload_readmits_unhealthy_targets() -> None:
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            base = {"u": [o.target]}
+            checked = gateway_config(
+                base, ROUTES, **upstream_opts(fail_open=False, health={"path": "/healthz"})
+            )
+            async with running_gateway(checked) as (server, port):
+                server.health_verdict("u", o.target, False, False)  # what a failing check does
+                assert (await request(port)).status == 503
+                server.apply(load_config_text(gateway_config(base, ROUTES, **upstream_opts(fail_open=False))))
+                assert (await request(port)).status == 200
+
+    arun(main(), timeout=10)
+
+
+def test_health_path_must_be_visible_ascii() -> None:
+    with pytest.raises(ConfigError, match=r"health\.path"):
+        load_config_text(
+            gateway_config({"u": ["127.0.0.1:1"]}, ROUTES, **upstream_opts(health={"path": "/santé"}))
+        )

@@ -236,3 +236,51 @@ def test_shutdown_closes_open_tunnels_after_the_drain_timeout() -> None:
             await ws.close()
 
     arun(main())
+
+
+def test_upgrade_request_answered_by_the_gateway_closes_the_connection() -> None:
+    """Parsing stops at an upgrade request, so the gateway's own answer to one (here a 404) must
+    close the connection instead of leaving a keep-alive nobody reads."""
+
+    async def main() -> None:
+        async with ws_origin() as (_, target):
+            cfg = yaml.safe_dump(
+                {
+                    "listen": "127.0.0.1:0",
+                    "upstreams": {"ws": {"targets": [target]}},
+                    "routes": [{"name": "ws", "match": {"path_prefix": "/ws"}, "upstream": "ws"}],
+                }
+            )
+            async with running_gateway(cfg) as (_s, port):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(
+                    b"GET /nope HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                )
+                data = await asyncio.wait_for(reader.read(), 5)  # read to EOF: the gateway closes
+                assert data.startswith(b"HTTP/1.1 404") and b"Connection: close" in data
+                writer.close()
+
+    arun(main())
+
+
+def test_request_pipelined_before_an_upgrade_is_answered_then_the_tunnel_opens() -> None:
+    async def main() -> None:
+        async with ws_origin() as (_, target), running_gateway(config(target)) as (s, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # A plain GET (the websockets server answers it 426) and then a real handshake.
+            writer.write(
+                b"GET /plain HTTP/1.1\r\nHost: a\r\n\r\n"
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert not first.startswith(b"HTTP/1.1 101") and b"Connection: close" not in first
+            length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert second.startswith(b"HTTP/1.1 101")
+            assert b"Upgrade: websocket" in second and b"Sec-WebSocket-Accept:" in second
+            assert s.tunnels == 1
+            writer.close()
+
+    arun(main())

@@ -101,7 +101,8 @@ class HealthConfig(Section):
     passing ones; each wait is ``interval`` +/- ``jitter`` so checks of many targets spread out.
     """
 
-    path: Annotated[str, Field(strict=True, pattern=r"^/[^\s]*$")] = "/healthz"
+    #: Visible ASCII only: it goes on the request line as is.
+    path: Annotated[str, Field(strict=True, pattern=r"^/[\x21-\x7e]*$")] = "/healthz"
     interval: Annotated[Duration, Field(gt=0)] = 5.0
     timeout: Annotated[Duration, Field(gt=0)] = 1.0
     #: ``200``, ``"200-399"``, ``"2xx"`` or a list of statuses.
@@ -149,7 +150,7 @@ class OutlierConfig(Section):
 
     @field_serializer("max_ejected_percent")
     def _show_percent(self, value: float) -> str:
-        return f"{value * 100:g}%"
+        return f"{value * 100:.15g}%"
 
 
 class RetriesConfig(Section):
@@ -190,8 +191,9 @@ class RateLimitConfig(Section):
     workers.
     """
 
-    rate: Annotated[float, BeforeValidator(_rate_input)]
-    burst: Annotated[Count, Field(ge=1)] | None = None
+    #: Bounded so state and headers stay plain 64-bit numbers.
+    rate: Annotated[float, BeforeValidator(_rate_input), Field(le=1e9)]
+    burst: Annotated[Count, Field(ge=1, le=10**12)] | None = None
     key: Annotated[str, Field(strict=True), AfterValidator(_check_key)] = "client_ip"
 
     @model_validator(mode="after")

@@ -130,6 +130,15 @@ class SharedBuckets:
         """Map a table another process created with :meth:`create`."""
         return cls(path, os.open(path, os.O_RDWR | os.O_CLOEXEC))
 
+    @classmethod
+    def from_fd(cls, fd: int) -> SharedBuckets:
+        """Map a table from a descriptor inherited from its creator (who may have unlinked the
+        file already: then nothing is left behind however the processes end)."""
+        return cls(f"<fd {fd}>", fd)
+
+    def fileno(self) -> int:
+        return self._fd
+
     def take(self, key: bytes, rate: float, burst: float, now: float) -> Decision:
         """Take one token from ``key``'s bucket (``rate`` tokens/s, capacity ``burst``) at ``now``.
 

@@ -83,7 +83,7 @@ class ResponseHead:
         204
     """
 
-    __slots__ = ("chunked", "content_length", "fields", "headers", "keep_alive", "status", "via")
+    __slots__ = ("chunked", "content_length", "fields", "headers", "keep_alive", "status", "upgrade", "via")
 
     def __init__(self, status: int, headers: Headers) -> None:
         self.status = status
@@ -95,6 +95,8 @@ class ResponseHead:
         self.chunked = False
         self.keep_alive = True
         self.via: bytes | None = None
+        #: The Upgrade header (the protocol a 101 switches to).
+        self.upgrade: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status} cl={self.content_length} chunked={self.chunked}>"

@@ -26,7 +26,7 @@ from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
 from pulsegate.http.request import header_kind, named_in_connection, serialize_kept
 
-_KEEP, _CL, _TE, _CONN, _DROP, _VIA = range(6)
+_KEEP, _CL, _TE, _CONN, _DROP, _VIA, _UPGRADE = range(7)
 _SPECIAL: dict[bytes, int] = {
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -35,7 +35,7 @@ _SPECIAL: dict[bytes, int] = {
     b"proxy-connection": _DROP,
     b"te": _DROP,
     b"trailer": _DROP,
-    b"upgrade": _DROP,
+    b"upgrade": _UPGRADE,  # hop-by-hop: rewritten by the proxy on a 101, dropped otherwise
     # The proxy sets its own request id on the way back.
     b"x-request-id": _DROP,
     b"via": _VIA,
@@ -158,6 +158,8 @@ class ResponseParser:
                 drop_named = named_in_connection(value, _CONNECTION_KEEP, drop_named)
             elif kind == _VIA:
                 head.via = value if head.via is None else head.via + b", " + value
+            elif kind == _UPGRADE:
+                head.upgrade = value
         if drop_named:
             head.fields = serialize_kept(headers, _SPECIAL, frozenset(drop_named))
         else:

@@ -67,6 +67,7 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "deadline",
         "early",
+        "early_bytes",
         "ex",
         "host_raw",
         "host_route",
@@ -127,6 +128,7 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel = NO_TUNNEL
         #: Client bytes that followed an upgrade request, held until the upstream's 101.
         self.early: list[bytes] = []
+        self.early_bytes = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -273,8 +275,12 @@ class ClientConnection(asyncio.Protocol):
                 self.outbox.write(ex.upstream.transport, LAST_CHUNK)
             else:
                 ex.body.append(LAST_CHUNK)
-        if ex is self.ex and not ex.head_sent:
-            self._send(ex)
+        if ex is self.ex:
+            if not ex.head_sent:
+                self._send(ex)
+            route = ex.route
+            if ex.has_body and route is not None and ex.upstream is not None and not ex.resp_started:
+                self.deadline = self.server.now + route.upstream.try_timeout
 
     def on_upgrade(self, data: bytes) -> None:
         """The request just read asked to switch protocols; HTTP parsing stopped after it."""
@@ -293,7 +299,8 @@ class ClientConnection(asyncio.Protocol):
             return
         # Sent before the upstream agreed to switch: hold it (bounded) for the tunnel.
         self.early.append(data)
-        if sum(len(d) for d in self.early) > self.lim.request_buffer:
+        self.early_bytes += len(data)
+        if self.early_bytes > self.lim.request_buffer:
             self._block(BLOCK_BUFFER)
 
     def _open_tunnel(self, ex: Exchange, head: ResponseHead) -> None:
@@ -308,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
                 STATUS_LINES.get(101) or status_line(101),
                 head.fields,
                 b"Connection: Upgrade\r\nUpgrade: ",
-                ex.upgrade,
+                head.upgrade or ex.upgrade,  # the protocol the upstream chose
                 b"\r\nX-Request-Id: ",
                 ex.request_id or b"",
                 b"\r\n\r\n",
@@ -328,7 +335,8 @@ class ClientConnection(asyncio.Protocol):
             server.registry.count("tunnels", ex.route.name)
         if self.early:
             early, self.early = self.early, []
-            ex.bytes_in += sum(len(d) for d in early)
+            ex.bytes_in += self.early_bytes
+            self.early_bytes = 0
             self.outbox.write(conn.transport, early)  # type: ignore[arg-type]
             self._unblock(BLOCK_BUFFER)
 
@@ -426,7 +434,10 @@ class ClientConnection(asyncio.Protocol):
             ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
         ex.started = now
         ex.attempts += 1
-        self.deadline = self.server.now + up.try_timeout
+        # The per-try clock starts once the request is fully sent (on_end); a slow upload is the
+        # client's time, bounded by the read timeout as before.
+        sent = ex.req_done or not ex.has_body
+        self.deadline = self.server.now + (up.try_timeout if sent else up.read_timeout)
         target.inflight += 1
         conn = pool.take()
         if conn is not None:
@@ -461,6 +472,7 @@ class ClientConnection(asyncio.Protocol):
         self._respond_local(
             ex, 503, f"upstream '{up.name}' is over its limits", b"Retry-After: %s\r\n" % retry
         )
+        self.flush()  # also reached from upstream callbacks (a refused retry), which do not flush
 
     def _retry_target(self, ex: Exchange, any_method: bool) -> Target | None:
         """Where to retry a failed attempt, or None when it must not be retried.
@@ -490,12 +502,14 @@ class ClientConnection(asyncio.Protocol):
         self.server.registry.count("retries", up.name)
         return nxt
 
-    def _failed(self, ex: Exchange, err: GatewayError, *, gateway: bool, any_method: bool = False) -> None:
-        """An attempt failed (its connection is already let go): feed outlier detection, then
-        retry elsewhere if allowed, else answer ``err``."""
+    def _failed(
+        self, ex: Exchange, err: GatewayError, *, gateway: bool, any_method: bool = False, blame: bool = True
+    ) -> None:
+        """An attempt failed (its connection is already let go): feed outlier detection (when
+        ``blame``), then retry elsewhere if allowed, else answer ``err``."""
         pool = ex.pool
         route = ex.route
-        if pool is not None and route is not None:
+        if blame and pool is not None and route is not None:
             outlier = route.upstream.outlier
             if outlier is not None:
                 outlier.failure(pool.target, self.server.now, gateway)
@@ -590,11 +604,12 @@ class ClientConnection(asyncio.Protocol):
         ex.resp_started = True
         ex.status = status
         keep = req.keep_alive and not self.closing and not self.server.draining
-        if self.tunnel:
+        if ex.upgrade is not None:
             # An upgrade declined: parsing stopped at that request, so the connection ends here.
             keep = False
             self.tunnel = NO_TUNNEL
             self.early = []
+            self.early_bytes = 0
         parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
         if req.method == b"HEAD" or status in (204, 304):
             framing = BODY_NONE
@@ -745,6 +760,12 @@ class ClientConnection(asyncio.Protocol):
     def _respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
         """Answer with the gateway's own response; the request body (if any) is read and dropped."""
         keep = ex.keep_alive and not self.closing and not self.server.draining
+        if ex.upgrade is not None:
+            # Parsing stops at an upgrade request: no further request can be read after it.
+            keep = False
+            self.tunnel = NO_TUNNEL
+            self.early = []
+            self.early_bytes = 0
         out = error_response(status, detail, ex.request_id or b"", close=not keep, extra=extra)
         self.wbuf.append(out)
         ex.resp_started = ex.resp_done = True
@@ -891,7 +912,11 @@ class ClientConnection(asyncio.Protocol):
                 conn.close()
                 if ex.pool is not None:
                     ex.pool.stats.timeouts += 1
-                self._failed(ex, UpstreamError("upstream read timed out", status=504), gateway=True)
+                # Still uploading: the wait may be the client's doing, so it is no mark against
+                # the target.
+                self._failed(
+                    ex, UpstreamError("upstream read timed out", status=504), gateway=True, blame=ex.req_done
+                )
                 self.flush()
             elif ex is None or ex.discard:
                 self.outbox.close(self.transport)

@@ -120,6 +120,11 @@ class UpstreamRuntime:
         self.outlier = (
             OutlierDetector(name, cfg.outlier, self.targets, on_outlier) if cfg.outlier.enabled else None
         )
+        if cfg.health is None:
+            for target in self.targets:
+                if not target.healthy:  # checks turned off by a reload: no verdict will come
+                    target.healthy = True
+                    target.refresh()
         if self.outlier is None:
             for target in self.targets:
                 if target.ejected_until:  # ejection turned off by a reload: readmit

@@ -49,19 +49,18 @@ class Server:
         access_log: AccessLog | None = None,
         workers: int = 1,
         health_checks: bool = True,
-        buckets: str | None = None,
+        buckets: int | None = None,
     ) -> None:
         """``workers``: how many processes share the gateway's limits (circuit breaker split);
         ``health_checks``: run the active checks here (False in a worker: the supervisor runs
         them and forwards verdicts to :meth:`health_verdict`); ``buckets``: the path of a shared
-        rate-limit table to attach (else one is created when a route needs it)."""
+        rate-limit table (a descriptor; else one is created when a route needs it)."""
         self.registry = Registry()
         #: Record per-request metrics (``metrics.enabled``); the registry exists either way.
         self.metrics_on = config.metrics.enabled
         self.access_log = access_log
         self.workers = workers
-        self.buckets: SharedBuckets | None = SharedBuckets.attach(buckets) if buckets else None
-        self._own_buckets = False
+        self.buckets: SharedBuckets | None = SharedBuckets.from_fd(buckets) if buckets is not None else None
         self._on_outlier = outlier_logger(self.registry)
         self.runtime = self._build(config, None)
         self.checker: HealthChecker | None = None
@@ -144,7 +143,7 @@ class Server:
     def _build(self, config: GatewayConfig, previous: Runtime | None) -> Runtime:
         if self.buckets is None and any(r.rate_limit is not None for r in config.routes):
             self.buckets = SharedBuckets.create()
-            self._own_buckets = True
+            self.buckets.unlink()  # nothing to clean up later, whatever happens
         return Runtime.build(
             config,
             previous=previous,
@@ -261,8 +260,6 @@ class Server:
             self.access_log.close()
         if self.buckets is not None:
             self.buckets.close()
-            if self._own_buckets:
-                self.buckets.unlink()
         for srv in self._servers:
             await srv.wait_closed()
 

@@ -248,7 +248,8 @@ class Supervisor:
             *args,
         ]
         if self.upstreams.buckets is not None:
-            cmd += ["--buckets", self.upstreams.buckets.path]
+            fds = [*fds, self.upstreams.buckets.fileno()]
+            cmd += ["--buckets-fd", str(self.upstreams.buckets.fileno())]
         try:
             proc = subprocess.Popen(cmd, pass_fds=(child.fileno(), *fds), stdin=subprocess.DEVNULL)
         except OSError as exc:

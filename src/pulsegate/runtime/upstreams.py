@@ -40,8 +40,11 @@ class UpstreamHub:
         self._reports: dict[int, list[TargetState]] = {}
 
     def start(self, config: GatewayConfig) -> None:
-        # Always created, so a reload that adds the first rate_limit finds the table in place.
+        # Always created, so a reload that adds the first rate_limit finds the table in place
+        # (tmpfs pages are only allocated once touched). Unlinked at once: workers inherit the
+        # descriptor, so no file outlives the gateway, even after a SIGKILL.
         self.buckets = SharedBuckets.create()
+        self.buckets.unlink()
         self.checker.configure(check_specs(config))
         self.checker.start()
 
@@ -52,7 +55,6 @@ class UpstreamHub:
         await self.checker.stop()
         if self.buckets is not None:
             self.buckets.close()
-            self.buckets.unlink()
 
     def _on_result(self, result: CheckResult) -> None:
         if result.changed:

@@ -61,7 +61,7 @@ class Worker:
         worker_id: int,
         sockets: Sequence[socket.socket],
         binds: Sequence[str],
-        buckets: str | None = None,
+        buckets: int | None = None,
     ) -> None:
         self.id = worker_id
         self.buckets = buckets
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--control-fd", type=int, required=True)
     p.add_argument("--listen-fd", type=int, action="append", default=[])
     p.add_argument("--bind", action="append", default=[], help="bind host:port with SO_REUSEPORT")
-    p.add_argument("--buckets", help="the supervisor's shared rate-limit table")
+    p.add_argument("--buckets-fd", type=int, help="descriptor of the supervisor's rate-limit table")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(worker=str(args.id))
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
     for sock in sockets:
         sock.setblocking(False)
-    worker = Worker(args.id, sockets, args.bind, args.buckets)
+    worker = Worker(args.id, sockets, args.bind, args.buckets_fd)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run(control))
 
