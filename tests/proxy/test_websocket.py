@@ -284,3 +284,37 @@ def test_request_pipelined_before_an_upgrade_is_answered_then_the_tunnel_opens()
             writer.close()
 
     arun(main())
+
+
+def test_half_close_is_passed_through_the_tunnel() -> None:
+    """The client's FIN reaches the upstream, which can still answer before closing (as nginx
+    passes half-closes on for upgraded connections)."""
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        received = await reader.read()  # up to the client's FIN, passed on by the gateway
+        writer.write(b"got:" + received)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            async with running_gateway(config(target)) as (s, port):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 101") and b"Upgrade: echo" in head
+                writer.write(b"hello")
+                writer.write_eof()
+                assert await asyncio.wait_for(reader.read(), 5) == b"got:hello"
+                writer.close()
+                async with asyncio.timeout(5):
+                    while s.tunnels:
+                        await asyncio.sleep(0.01)
+        finally:
+            server.close()
+
+    arun(main())

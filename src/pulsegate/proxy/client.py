@@ -84,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         "t_first",
         "transport",
         "tunnel",
+        "tunnel_eof",
         "wbuf",
         "write_paused",
     )
@@ -126,6 +127,8 @@ class ClientConnection(asyncio.Protocol):
         #: A malformed request behind ones still being answered: refused once they are done.
         self.rejected: DownstreamError | None = None
         self.tunnel = NO_TUNNEL
+        #: Half-closes seen in an open tunnel: 1 = the client's FIN, 2 = the upstream's.
+        self.tunnel_eof = 0
         #: Client bytes that followed an upgrade request, held until the upstream's 101.
         self.early: list[bytes] = []
         self.early_bytes = 0
@@ -192,7 +195,8 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.tunnel == TUNNEL_OPEN:
-            self.close_tunnel()  # both sides close once what is queued for them is written
+            # Pass the half-close on (as nginx does): the upstream may still answer.
+            self._tunnel_eof(1)
             return True
         # Half-close from the client: finish answering what it sent, then close (RFC 9112 §9.6).
         if self.ex is None:
@@ -354,6 +358,22 @@ class ClientConnection(asyncio.Protocol):
         if self.wbuf:
             self.flush()  # the 101 head goes first
         self.outbox.write(self.transport, data)
+
+    def tunnel_upstream_eof(self) -> None:
+        """The upstream half-closed an open tunnel."""
+        self._tunnel_eof(2)
+
+    def _tunnel_eof(self, side: int) -> None:
+        self.tunnel_eof |= side
+        ex = self.ex
+        if self.tunnel_eof == 3 or ex is None or ex.upstream is None:
+            self.close_tunnel()  # both directions ended
+            return
+        if side == 1:
+            self.outbox.write_eof(ex.upstream.transport)  # type: ignore[arg-type]
+        else:
+            self.flush()
+            self.outbox.write_eof(self.transport)
 
     def close_tunnel(self) -> None:
         """End an open tunnel: both connections close after what is queued for them."""

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import asyncio
 
-#: (transport, data to write) or (transport, None): close it.
-_Item = tuple[asyncio.Transport, "bytes | list[bytes] | None"]
+#: (transport, data to write), (transport, None): close it, or (transport, True): send a FIN.
+_Item = tuple[asyncio.Transport, "bytes | list[bytes] | bool | None"]
 
 
 class Outbox:
@@ -53,6 +53,10 @@ class Outbox:
     def close(self, transport: asyncio.Transport) -> None:
         """Close ``transport`` once what was queued for it before has been written."""
         self._push((transport, None))
+
+    def write_eof(self, transport: asyncio.Transport) -> None:
+        """Half-close ``transport`` (a FIN) once what was queued for it before has been written."""
+        self._push((transport, True))
 
     def _push(self, item: _Item) -> None:
         self._items.append(item)
@@ -74,7 +78,9 @@ class Outbox:
                 continue  # the peer went away, or we cut the connection on purpose
             elif isinstance(data, bytes):
                 transport.write(data)
-            else:
+            elif data is True:
+                transport.write_eof()
+            elif data is not False:
                 transport.writelines(data)
 
     def __len__(self) -> int:

@@ -95,6 +95,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         client = self.client
+        if self.tunnel and client is not None:
+            client.tunnel_upstream_eof()
+            return True  # keep writing the client's bytes until it half-closes too
         if client is not None and self.parser.feed_eof():
             client.flush()
         return None  # close the transport
