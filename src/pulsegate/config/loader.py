@@ -216,7 +216,13 @@ def _join_surrogates(data: object, source: str) -> object:
 
 
 def _problem_line(source: str, path: str, reason: str) -> str:
+    # A reason may quote the offending value; its control characters (a newline in a YAML string)
+    # must not break the one-line-per-problem output.
+    reason = _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], reason)
     return f"{source}: {path}: {reason}" if path else f"{source}: {reason}"
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _one_line(text: str) -> str:
