@@ -23,6 +23,8 @@ HOT_MODULES = [
     "src/pulsegate/proxy/exchange.py",
     "src/pulsegate/proxy/pool.py",
     "src/pulsegate/proxy/client.py",
+    "src/pulsegate/proxy/recovery.py",
+    "src/pulsegate/proxy/tunnel.py",
     "src/pulsegate/proxy/upstream.py",
     "src/pulsegate/balancing/target.py",
     "src/pulsegate/balancing/round_robin.py",

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from time import monotonic, perf_counter_ns
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, cast
 
 from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
 from pulsegate.http.request import RequestParser
 from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, STATUS_LINES, error_response, status_line
+from pulsegate.proxy import recovery, tunnel
 from pulsegate.proxy.exchange import (
+    BLOCK_BUFFER,
+    BLOCK_PIPELINE,
+    BLOCK_REJECTED,
+    BLOCK_UPSTREAM,
     BODY_CHUNKED,
     BODY_CLOSE,
     BODY_LENGTH,
@@ -30,32 +35,18 @@ from pulsegate.proxy.exchange import (
     frame_chunk,
     host_key,
 )
+from pulsegate.proxy.tunnel import NO_TUNNEL, TUNNEL_ASKED, TUNNEL_OPEN
 
 if TYPE_CHECKING:
     from pulsegate.balancing.target import Target
-    from pulsegate.proxy.runtime import RateLimiter, UpstreamRuntime
+    from pulsegate.proxy.runtime import UpstreamRuntime
     from pulsegate.proxy.server import Server
     from pulsegate.proxy.upstream import UpstreamConnection
 
 # Connection phases, for the sweeper's timeout decision.
 IDLE, HEAD, ACTIVE = 0, 1, 2
-# Upgrade (WebSocket) states: none, asked (waiting for the upstream's 101), open (bytes tunnel).
-NO_TUNNEL, TUNNEL_ASKED, TUNNEL_OPEN = 0, 1, 2
-# Reasons to stop reading from the client; reading resumes when none is left.
-BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
 
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _VIA = b"1.1 pulsegate"
-#: Upstream answers worth another target for an idempotent request (Envoy's retry_on gateway-error).
-_RETRY_STATUSES = frozenset((502, 503, 504))
-
-
-class RetryResponse(UpstreamError):
-    """Raised out of the response parser: this answer is dropped and the request retried on ``target``."""
-
-    def __init__(self, status: int, target: Target) -> None:
-        super().__init__(f"upstream answered {status}", status=status, retryable=True)
-        self.target = target
 
 
 class ClientConnection(asyncio.Protocol):
@@ -157,7 +148,7 @@ class ClientConnection(asyncio.Protocol):
                 # nginx's 499: the client left before the response was complete.
                 if not ex.resp_started:
                     ex.status = 499
-                self._done(ex, perf_counter_ns(), 0)
+                self.finish(ex, perf_counter_ns(), 0)
             conn = ex.upstream
             if conn is not None:
                 # The response cannot be delivered; the upstream connection is mid-message.
@@ -171,13 +162,13 @@ class ClientConnection(asyncio.Protocol):
                     conn.close()
             self.tunnel = NO_TUNNEL
             # Also when still waiting for a connection: the target must not keep counting it.
-            self._end_target(ex)
+            self.end_target(ex)
         self.queue = None
         self.parsing = None
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
-            self._tunnel_in(data)
+            tunnel.from_client(self, data)
             return
         if self.rejected is not None:
             return  # the parser failed; nothing after the bad request is read
@@ -196,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.tunnel == TUNNEL_OPEN:
             # Pass the half-close on (as nginx does): the upstream may still answer.
-            self._tunnel_eof(1)
+            tunnel.half_close(self, tunnel.CLIENT_EOF)
             return True
         # Half-close from the client: finish answering what it sent, then close (RFC 9112 §9.6).
         if self.ex is None:
@@ -237,7 +228,7 @@ class ClientConnection(asyncio.Protocol):
                 queue = self.queue = deque()
             queue.append(ex)
             if len(queue) >= self.lim.max_pipelined:
-                self._block(BLOCK_PIPELINE)
+                self.block_reading(BLOCK_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
         ex = self.parsing
@@ -261,7 +252,7 @@ class ClientConnection(asyncio.Protocol):
             if ex is self.ex and conn is not None:
                 self._send(ex)
             else:
-                self._block(BLOCK_BUFFER)
+                self.block_reading(BLOCK_BUFFER)
 
     def on_end(self) -> None:
         ex = self.parsing
@@ -290,112 +281,26 @@ class ClientConnection(asyncio.Protocol):
         """The request just read asked to switch protocols; HTTP parsing stopped after it."""
         self.tunnel = TUNNEL_ASKED
         if data:
-            self._tunnel_in(data)
+            tunnel.from_client(self, data)
 
-    # -- upgraded connections (WebSocket) --------------------------------------------------------
-
-    def _tunnel_in(self, data: bytes) -> None:
-        ex = self.ex
-        if self.tunnel == TUNNEL_OPEN and ex is not None and ex.upstream is not None:
-            ex.bytes_in += len(data)
-            self.deadline = self.server.now + self.read_timeout
-            self.outbox.write(ex.upstream.transport, data)  # type: ignore[arg-type]
-            return
-        # Sent before the upstream agreed to switch: hold it (bounded) for the tunnel.
-        self.early.append(data)
-        self.early_bytes += len(data)
-        if self.early_bytes > self.lim.request_buffer:
-            self._block(BLOCK_BUFFER)
-
-    def _open_tunnel(self, ex: Exchange, head: ResponseHead) -> None:
-        """The upstream answered 101: relay the head, then bytes both ways until either side closes."""
-        conn = ex.upstream
-        pool = ex.pool
-        assert conn is not None and pool is not None and ex.upgrade is not None
-        ex.resp_started = True
-        ex.status = 101
-        out = b"".join(
-            (
-                STATUS_LINES.get(101) or status_line(101),
-                head.fields,
-                b"Connection: Upgrade\r\nUpgrade: ",
-                head.upgrade or ex.upgrade,  # the protocol the upstream chose
-                b"\r\nX-Request-Id: ",
-                ex.request_id or b"",
-                b"\r\n\r\n",
-            )
-        )
-        ex.bytes_out += len(out)
-        self.wbuf.append(out)
-        self.tunnel = TUNNEL_OPEN
-        conn.tunnel = True
-        # The tunnel keeps counting in the target's in-flight load (least_conn sees open sockets).
-        pool.target.observe_latency((perf_counter_ns() - ex.started) // 1000)
-        self.read_timeout = self.lim.tunnel_idle_timeout
-        self.deadline = self.server.now + self.read_timeout
-        server = self.server
-        server.tunnels += 1
-        if ex.route is not None:
-            server.registry.count("tunnels", ex.route.name)
-        if self.early:
-            early, self.early = self.early, []
-            ex.bytes_in += self.early_bytes
-            self.early_bytes = 0
-            self.outbox.write(conn.transport, early)  # type: ignore[arg-type]
-            self._unblock(BLOCK_BUFFER)
+    # -- upgraded connections (proxy.tunnel) ----------------------------------------------------
 
     def on_response_upgrade(self, data: bytes) -> None:
         """Bytes the upstream sent right after its 101, in the same read."""
         if data:
-            self.tunnel_out(data)
+            tunnel.from_upstream(self, data)
 
     def tunnel_out(self, data: bytes) -> None:
         """Upstream bytes of an open tunnel, for the client."""
-        ex = self.ex
-        if ex is not None:
-            ex.bytes_out += len(data)
-        self.deadline = self.server.now + self.read_timeout
-        if self.wbuf:
-            self.flush()  # the 101 head goes first
-        self.outbox.write(self.transport, data)
+        tunnel.from_upstream(self, data)
 
     def tunnel_upstream_eof(self) -> None:
         """The upstream half-closed an open tunnel."""
-        self._tunnel_eof(2)
-
-    def _tunnel_eof(self, side: int) -> None:
-        self.tunnel_eof |= side
-        ex = self.ex
-        if self.tunnel_eof == 3 or ex is None or ex.upstream is None:
-            self.close_tunnel()  # both directions ended
-            return
-        if side == 1:
-            self.outbox.write_eof(ex.upstream.transport)  # type: ignore[arg-type]
-        else:
-            self.flush()
-            self.outbox.write_eof(self.transport)
+        tunnel.half_close(self, tunnel.UPSTREAM_EOF)
 
     def close_tunnel(self) -> None:
-        """End an open tunnel: both connections close after what is queued for them."""
-        if self.tunnel != TUNNEL_OPEN:
-            return
-        self.tunnel = NO_TUNNEL
-        self.server.tunnels -= 1
-        self.closing = True
-        ex = self.ex
-        if ex is not None:
-            self.ex = None
-            conn = ex.upstream
-            if conn is not None:
-                ex.upstream = None
-                conn.client = None
-                self.outbox.close(conn.transport)  # type: ignore[arg-type]
-            self._end_target(ex)
-            if not ex.resp_done:
-                ex.resp_done = True
-                self._done(ex, perf_counter_ns(), 0)
-        self.flush()
-        self.outbox.close(self.transport)
+        """End an open tunnel (idle timeout, shutdown): both sides close after queued bytes."""
+        tunnel.close_tunnel(self)
 
     # -- starting an exchange ------------------------------------------------------------------
 
@@ -413,19 +318,19 @@ class ClientConnection(asyncio.Protocol):
             self.host_route = host_key(host)
         m = rt.table.match(head.method, self.host_route, head.path, head.headers)
         if m is None:
-            self._respond_local(ex, 404, "no route matches this request")
+            self.respond_local(ex, 404, "no route matches this request")
             return
         route = m.payload
         up = route.upstream
         ex.route = route
         route.stats.in_flight += 1
         limiter = route.limiter
-        if limiter is not None and not self._admit(ex, limiter):
+        if limiter is not None and not recovery.admit(self, ex, limiter):
             return
         br = up.breaker
         if br is not None and br.max_in_flight is not None and br.in_flight() >= br.max_in_flight:
             br.trip("in_flight")
-            self._overflow(ex, up)
+            recovery.overflow(self, ex, up)
             return
         up.budget.requests += 1
         key = None
@@ -436,15 +341,15 @@ class ClientConnection(asyncio.Protocol):
             # Every target is unhealthy or ejected: fail open (try one anyway) or refuse.
             target = up.any_target(None) if up.fail_open else None
             if target is None:
-                self._respond_local(ex, 503, f"no available target in upstream '{up.name}'")
+                self.respond_local(ex, 503, f"no available target in upstream '{up.name}'")
                 return
         self.read_timeout = up.read_timeout
         if head.expect_continue:
             # We read the body only once the upstream side is settled; tell the client to send it.
             self.wbuf.append(CONTINUE_100)
-        self._attempt(ex, up, target, now)
+        self.attempt(ex, up, target, now)
 
-    def _attempt(self, ex: Exchange, up: UpstreamRuntime, target: Target, now: int) -> None:
+    def attempt(self, ex: Exchange, up: UpstreamRuntime, target: Target, now: int) -> None:
         """Send the exchange to ``target``: an idle pooled connection, a new one, or a wait."""
         pool = up.pools[target]
         if ex.pool is not pool:
@@ -463,83 +368,8 @@ class ClientConnection(asyncio.Protocol):
         if conn is not None:
             self._attach(ex, conn)
         elif not pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
-            self._end_target(ex)
-            self._overflow(ex, up)
-
-    def _admit(self, ex: Exchange, limiter: RateLimiter) -> bool:
-        """Take a token for the request; without one, answer 429 (False)."""
-        d = limiter.take(self.client_ip, ex.headers, monotonic())
-        if d.allowed:
-            return True
-        route = ex.route
-        self.server.registry.count("rate_limited", route.name if route is not None else "")
-        retry = max(1, -int(-d.retry_after // 1))  # whole seconds, rounded up
-        extra = (
-            b"Retry-After: %d\r\nRateLimit-Limit: %d\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %d\r\n%s"
-            % (
-                retry,
-                limiter.burst,
-                max(retry, -int(-d.reset // 1)),
-                limiter.policy,
-            )
-        )
-        self._respond_local(ex, 429, "rate limit exceeded", extra)
-        return False
-
-    def _overflow(self, ex: Exchange, up: UpstreamRuntime) -> None:
-        br = up.breaker
-        retry = br.retry_after if br is not None else b"1"
-        self._respond_local(
-            ex, 503, f"upstream '{up.name}' is over its limits", b"Retry-After: %s\r\n" % retry
-        )
-        self.flush()  # also reached from upstream callbacks (a refused retry), which do not flush
-
-    def _retry_target(self, ex: Exchange, any_method: bool) -> Target | None:
-        """Where to retry a failed attempt, or None when it must not be retried.
-
-        ``any_method``: nothing was sent (a connect failure), so even a POST is safe to repeat.
-        Otherwise only idempotent requests whose whole body we still hold. Never the target that
-        just failed while another is available; never beyond ``attempts`` or the retry budget."""
-        route = ex.route
-        pool = ex.pool
-        if route is None or pool is None or ex.resp_started or ex.aborted or ex is not self.ex:
-            return None
-        up = route.upstream
-        if ex.attempts >= up.attempts:
-            return None
-        if not any_method and (ex.method not in _IDEMPOTENT or not ex.req_done or ex.streamed):
-            return None
-        failed = pool.target
-        nxt = up.balancer.pick(ex.key, failed)
-        if nxt is None and up.fail_open:
-            nxt = up.any_target(failed)
-        if nxt is None or nxt is failed:
-            # As nginx: a retry goes to another target or nowhere (the same one just failed).
-            return None
-        if not up.budget.try_withdraw():
-            self.server.registry.count("retry_budget_exhausted", up.name)
-            return None
-        self.server.registry.count("retries", up.name)
-        return nxt
-
-    def _failed(
-        self, ex: Exchange, err: GatewayError, *, gateway: bool, any_method: bool = False, blame: bool = True
-    ) -> None:
-        """An attempt failed (its connection is already let go): feed outlier detection (when
-        ``blame``), then retry elsewhere if allowed, else answer ``err``."""
-        pool = ex.pool
-        route = ex.route
-        if blame and pool is not None and route is not None:
-            outlier = route.upstream.outlier
-            if outlier is not None:
-                outlier.failure(pool.target, self.server.now, gateway)
-        self._end_target(ex)
-        nxt = self._retry_target(ex, any_method)
-        if nxt is not None and route is not None:
-            ex.head_sent = False
-            self._attempt(ex, route.upstream, nxt, perf_counter_ns())
-            return
-        self._respond_error(ex, err)
+            self.end_target(ex)
+            recovery.overflow(self, ex, up)
 
     def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
         if ex.aborted or ex is not self.ex:
@@ -550,10 +380,10 @@ class ClientConnection(asyncio.Protocol):
         if conn is None:
             assert err is not None
             if isinstance(err, ConnectError):
-                self._failed(ex, err, gateway=True, any_method=True)
+                recovery.failed(self, ex, err, gateway=True, any_method=True)
             else:
-                self._end_target(ex)
-                self._respond_error(ex, err)
+                self.end_target(ex)
+                self.respond_error(ex, err)
             self.flush()
             return
         self._attach(ex, conn)
@@ -591,7 +421,7 @@ class ClientConnection(asyncio.Protocol):
             self.outbox.write(conn.transport, ex.head_bytes)
         if not ex.req_done:
             ex.streamed = True
-        self._unblock(BLOCK_BUFFER)
+        self.unblock_reading(BLOCK_BUFFER)
 
     # -- response (called by the upstream connection) ------------------------------------------
 
@@ -605,7 +435,7 @@ class ClientConnection(asyncio.Protocol):
                 if ex.upgrade is None or self.tunnel != TUNNEL_ASKED:
                     # A switch we never asked for is a protocol error.
                     raise UpstreamError("unexpected 101 Switching Protocols", status=502)
-                self._open_tunnel(ex, head)
+                tunnel.open_tunnel(self, ex, head)
                 return
             if status != 100 and req.version == 1:
                 self.wbuf.append(status_line(status) + head.fields + CRLF)
@@ -614,11 +444,11 @@ class ClientConnection(asyncio.Protocol):
         if pool is not None:
             target = pool.target
             if status >= 500:
-                if status in _RETRY_STATUSES:
-                    nxt = self._retry_target(ex, False)
+                if status in recovery.RETRY_STATUSES:
+                    nxt = recovery.retry_target(self, ex, False)
                     if nxt is not None:
-                        raise RetryResponse(status, nxt)  # the upstream connection reports it back
-                self._note_5xx(ex)
+                        raise recovery.RetryResponse(status, nxt)  # the upstream connection reports it back
+                recovery.note_5xx(self, ex)
             elif target.errors:
                 target.errors = target.failures = 0
         ex.resp_started = True
@@ -686,28 +516,24 @@ class ClientConnection(asyncio.Protocol):
         ex.resp_done = True
         if self.server.metrics_on:
             pool.stats.response(ex.status, ex.bytes_in, ex.bytes_out)
-        self._done(ex, now, upstream_us)
+        self.finish(ex, now, upstream_us)
         if not ex.req_done:
             # Answered before the client finished sending: read and drop the rest.
             ex.discard = True
             return
         self._advance(ex)
 
-    def _end_target(self, ex: Exchange) -> None:
+    def end_target(self, ex: Exchange) -> None:
         """A failed attempt leaves the target's in-flight count (failures feed no latency EWMA;
         the successful path in on_response_end does both inline)."""
         if ex.pool is not None and ex.started:
             ex.pool.target.inflight -= 1
             ex.started = 0
 
-    def _note_5xx(self, ex: Exchange) -> None:
-        route, pool = ex.route, ex.pool
-        if route is not None and pool is not None and route.upstream.outlier is not None:
-            route.upstream.outlier.failure(pool.target, self.server.now, False)
-
     def upstream_failed(self, conn: UpstreamConnection, err: GatewayError) -> None:
         """The upstream sent something unparsable (answer 502 or cut the response), or an answer
-        to retry elsewhere (:class:`RetryResponse`); either way the connection is dropped."""
+        to retry elsewhere (:class:`~pulsegate.proxy.recovery.RetryResponse`); either way the
+        connection is dropped."""
         ex = self.ex
         if ex is None or ex.upstream is not conn:
             conn.close()
@@ -715,13 +541,13 @@ class ClientConnection(asyncio.Protocol):
         ex.upstream = None
         conn.client = None
         conn.close()
-        if isinstance(err, RetryResponse) and ex.route is not None:
-            self._note_5xx(ex)
-            self._end_target(ex)
+        if isinstance(err, recovery.RetryResponse) and ex.route is not None:
+            recovery.note_5xx(self, ex)
+            self.end_target(ex)
             ex.head_sent = False
-            self._attempt(ex, ex.route.upstream, err.target, perf_counter_ns())
+            self.attempt(ex, ex.route.upstream, err.target, perf_counter_ns())
             return
-        self._failed(ex, err, gateway=True)
+        recovery.failed(self, ex, err, gateway=True)
 
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         """The upstream connection closed while serving our exchange."""
@@ -732,14 +558,14 @@ class ClientConnection(asyncio.Protocol):
             self.close_tunnel()
             return
         ex.upstream = None
-        self._end_target(ex)
+        self.end_target(ex)
         if (
             not ex.resp_started
             and conn.uses > 1
             and not ex.retried
             and not ex.streamed
             and ex.req_done
-            and ex.method in _IDEMPOTENT
+            and ex.method in recovery.IDEMPOTENT
             and ex.pool is not None
         ):
             # A pooled connection the upstream had already closed: nothing was processed. Retry
@@ -749,35 +575,35 @@ class ClientConnection(asyncio.Protocol):
             ex.started = perf_counter_ns()
             ex.pool.target.inflight += 1
             if not ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
-                self._end_target(ex)
+                self.end_target(ex)
                 if ex.route is not None:
-                    self._overflow(ex, ex.route.upstream)
+                    recovery.overflow(self, ex, ex.route.upstream)
                 self.flush()
             return
         reason = "upstream closed the connection" if exc is None else f"upstream connection failed: {exc}"
-        self._failed(ex, UpstreamError(reason, status=502), gateway=True)
+        recovery.failed(self, ex, UpstreamError(reason, status=502), gateway=True)
 
     def upstream_paused(self) -> None:
-        self._block(BLOCK_UPSTREAM)
+        self.block_reading(BLOCK_UPSTREAM)
 
     def upstream_resumed(self) -> None:
-        self._unblock(BLOCK_UPSTREAM)
+        self.unblock_reading(BLOCK_UPSTREAM)
 
     # -- finishing -----------------------------------------------------------------------------
 
-    def _respond_error(self, ex: Exchange, err: GatewayError) -> None:
+    def respond_error(self, ex: Exchange, err: GatewayError) -> None:
         if ex.resp_started:
             # Part of the response is out; the only honest signal left is closing early.
             if not ex.resp_done:
                 ex.resp_done = True
-                self._done(ex, perf_counter_ns(), 0)
+                self.finish(ex, perf_counter_ns(), 0)
             self.flush()
             self.outbox.close(self.transport)
             return
-        self._respond_local(ex, err.status, err.reason)
+        self.respond_local(ex, err.status, err.reason)
         self.flush()
 
-    def _respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
+    def respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
         """Answer with the gateway's own response; the request body (if any) is read and dropped."""
         keep = ex.keep_alive and not self.closing and not self.server.draining
         if ex.upgrade is not None:
@@ -792,15 +618,15 @@ class ClientConnection(asyncio.Protocol):
         ex.client_keep = keep
         ex.status = status
         ex.bytes_out += len(out)
-        self._done(ex, perf_counter_ns(), 0)
+        self.finish(ex, perf_counter_ns(), 0)
         ex.body = []
         if ex.req_done:
             self._advance(ex)
         else:
             ex.discard = True
-            self._unblock(BLOCK_BUFFER)
+            self.unblock_reading(BLOCK_BUFFER)
 
-    def _done(self, ex: Exchange, now: int, upstream_us: int) -> None:
+    def finish(self, ex: Exchange, now: int, upstream_us: int) -> None:
         """The exchange's response is complete (or cut): count it and log it, once."""
         server = self.server
         route = ex.route
@@ -838,7 +664,7 @@ class ClientConnection(asyncio.Protocol):
         queue = self.queue
         if queue:
             nxt = queue.popleft()
-            self._unblock(BLOCK_PIPELINE)
+            self.unblock_reading(BLOCK_PIPELINE)
             self.ex = nxt
             self._start(nxt)
             return
@@ -877,7 +703,7 @@ class ClientConnection(asyncio.Protocol):
                 self.queue.remove(bad)  # never started, so it holds no upstream connection
             self.parsing = None
             self.rejected = exc
-            self._block(BLOCK_REJECTED)
+            self.block_reading(BLOCK_REJECTED)
             return
         ex = bad if bad is not None and not bad.resp_started else None
         cut = ex if ex is not None else (bad if bad is not None and bad is active else None)
@@ -888,11 +714,11 @@ class ClientConnection(asyncio.Protocol):
                 cut.upstream = None
                 conn.client = None
                 conn.close()
-            self._end_target(cut)
+            self.end_target(cut)
             if cut is not ex and not cut.resp_done:
                 # Its response had started: it ends here, cut short like the connection.
                 cut.resp_done = True
-                self._done(cut, perf_counter_ns(), 0)
+                self.finish(cut, perf_counter_ns(), 0)
         if self.ex is None or ex is self.ex:
             rid = ex.request_id if ex is not None and ex.request_id else self.server.next_request_id()
             out = error_response(exc.status, exc.reason, rid, close=True)
@@ -901,7 +727,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.status = exc.status
                 ex.bytes_out += len(out)
                 ex.resp_started = ex.resp_done = True
-                self._done(ex, perf_counter_ns(), 0)
+                self.finish(ex, perf_counter_ns(), 0)
             elif self.server.metrics_on:
                 self.server.registry.unrouted.finish(exc.status, 0, len(out), 0, 0)
         self.flush()
@@ -934,8 +760,12 @@ class ClientConnection(asyncio.Protocol):
                     ex.pool.stats.timeouts += 1
                 # Still uploading: the wait may be the client's doing, so it is no mark against
                 # the target.
-                self._failed(
-                    ex, UpstreamError("upstream read timed out", status=504), gateway=True, blame=ex.req_done
+                recovery.failed(
+                    self,
+                    ex,
+                    UpstreamError("upstream read timed out", status=504),
+                    gateway=True,
+                    blame=ex.req_done,
                 )
                 self.flush()
             elif ex is None or ex.discard:
@@ -953,12 +783,12 @@ class ClientConnection(asyncio.Protocol):
 
     # -- reading flow control -------------------------------------------------------------------
 
-    def _block(self, reason: int) -> None:
+    def block_reading(self, reason: int) -> None:
         if not self.blocked:
             self.transport.pause_reading()
         self.blocked |= reason
 
-    def _unblock(self, reason: int) -> None:
+    def unblock_reading(self, reason: int) -> None:
         if self.blocked & reason:
             self.blocked &= ~reason
             if not self.blocked and not self.transport.is_closing():

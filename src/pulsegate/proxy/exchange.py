@@ -23,6 +23,8 @@ _VIA = b"1.1 pulsegate"
 
 # Framing of the response body towards the client.
 BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
+# Reasons a client connection stops reading; reading resumes when none is left.
+BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
 
 # Below this, one chunk is built by copying; above, its framing goes around the data in a writev.
 _COPY_CHUNK_MAX = 4096
