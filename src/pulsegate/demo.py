@@ -5,6 +5,9 @@ The services are real HTTP servers on loopback ephemeral ports:
   and which instance answered;
 - ``echo``: returns the request it received (method, path, headers, body) as JSON, which shows
   what the gateway forwards (X-Forwarded-*, Via, X-Request-Id).
+
+The catalog is health-checked (``/healthz``) and ``/limited`` is rate limited (5/s per client), so
+``/api/upstreams`` and a 429 can be seen too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ upstreams:
   catalog:
     targets: ["{catalog_a}", "{catalog_b}"]
     balance: round_robin
+    health: {{path: /healthz, interval: 2s}}
   echo:
     targets: ["{echo}"]
 routes:
@@ -33,6 +37,10 @@ routes:
   - name: echo
     match: {{path_prefix: "/echo"}}
     upstream: echo
+  - name: limited
+    match: {{path_prefix: "/limited"}}
+    upstream: echo
+    rate_limit: {{rate: 5/s, burst: 5, key: client_ip}}
   - name: home
     match: {{path: "/"}}
     upstream: echo
@@ -45,6 +53,8 @@ _ITEMS = [{"id": i, "name": f"item-{i}", "price": round(1.5 * i, 2)} for i in ra
 def catalog_handler(instance: str) -> Origin:
     def handle(req: Request) -> Reply:
         path = req.path.decode("latin-1")
+        if path == "/healthz":
+            return Reply(200, _JSON, b'{"status": "ok"}')
         if path in ("/items", "/items/"):
             body: object = {"served_by": instance, "items": _ITEMS}
         elif path.startswith("/items/") and path[7:].isdigit() and 1 <= int(path[7:]) <= len(_ITEMS):
@@ -92,6 +102,9 @@ def banner(urls: list[str], admin: str, workers: int) -> str:
             f"  curl -s {base}/api/items/3",
             f"  curl -s {base}/echo/hello -d hi   # echo service: shows the forwarded request",
             f"  curl -si {base}/nowhere           # no route: 404 with a request id",
+            f"  for i in $(seq 8); do curl -so /dev/null -w '%{{http_code}} ' {base}/limited; done"
+            "   # 5/s: then 429",
+            f"  curl -s {admin}/api/upstreams     # health checks, ejections, latency per target",
             "Ctrl-C stops.",
         ]
     )
