@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -776,3 +777,41 @@ def test_health_path_must_be_visible_ascii() -> None:
         load_config_text(
             gateway_config({"u": ["127.0.0.1:1"]}, ROUTES, **upstream_opts(health={"path": "/santé"}))
         )
+
+
+def test_a_client_that_left_while_queued_no_longer_counts_as_pending() -> None:
+    """max_pending 1: a queued request whose client disconnects frees its place, so the next
+    request may queue instead of getting 503 until the dead one's connect timeout."""
+
+    async def main() -> None:
+        gate = Gate()
+        async with origins(gate) as (o,):
+            cfg = gateway_config(
+                {"u": [o.target]},
+                ROUTES,
+                **upstream_opts(
+                    pool={"max_connections": 1},
+                    circuit_breaker={"max_pending": 1},
+                    timeouts={"connect": "10s"},  # a dead waiter would hold its place this long
+                ),
+            )
+            async with running_gateway(cfg) as (server, port):
+                first = spawn(request(port))
+                await gate.wait_arrivals(1)
+                quitter = await Client.connect(port)
+                quitter.writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                pool = server.runtime.upstreams["u"].pools[server.runtime.upstreams["u"].targets[0]]
+                await until(lambda: len(pool.waiters) == 1, "the second request queues")
+                # Gone for good: a reset (a FIN alone is a half-close, and is still answered).
+                sock = quitter.writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                quitter.writer.transport.abort()
+                await until(lambda: not pool.waiters, "the quitter's place is freed", timeout=1.0)
+                third = spawn(request(port))
+                await until(lambda: len(pool.waiters) == 1, "the third request queues")
+                gate.opened.set()
+                assert (await first).status == 200
+                assert (await third).status == 200
+                assert events(server) == {}  # no breaker trip
+
+    arun(main(), timeout=10)

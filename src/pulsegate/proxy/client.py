@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, cast
 
@@ -161,6 +162,9 @@ class ClientConnection(asyncio.Protocol):
                 else:
                     conn.close()
             self.tunnel = NO_TUNNEL
+            if ex.waiter is not None and ex.pool is not None:
+                ex.pool.cancel(ex.waiter)  # no longer pending (the circuit breaker counts those)
+                ex.waiter = None
             # Also when still waiting for a connection: the target must not keep counting it.
             self.end_target(ex)
         self.queue = None
@@ -367,9 +371,17 @@ class ClientConnection(asyncio.Protocol):
         conn = pool.take()
         if conn is not None:
             self._attach(ex, conn)
-        elif not pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
+        elif not pool.acquire(self._waiter(ex), self.loop_time()):
             self.end_target(ex)
             recovery.overflow(self, ex, up)
+
+    def _waiter(self, ex: Exchange) -> Callable[[UpstreamConnection | None, GatewayError | None], None]:
+        def on_ready(conn: UpstreamConnection | None, err: GatewayError | None) -> None:
+            ex.waiter = None
+            self._connected(ex, conn, err)
+
+        ex.waiter = on_ready
+        return on_ready
 
     def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
         if ex.aborted or ex is not self.ex:
@@ -574,7 +586,7 @@ class ClientConnection(asyncio.Protocol):
             ex.head_sent = False
             ex.started = perf_counter_ns()
             ex.pool.target.inflight += 1
-            if not ex.pool.acquire(lambda c, e: self._connected(ex, c, e), self.loop_time()):
+            if not ex.pool.acquire(self._waiter(ex), self.loop_time()):
                 self.end_target(ex)
                 if ex.route is not None:
                     recovery.overflow(self, ex, ex.route.upstream)

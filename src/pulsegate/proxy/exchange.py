@@ -84,6 +84,7 @@ class Exchange(RequestHead):
         "t0",
         "upstream",
         "upstream_keep",
+        "waiter",
     )
 
     def __init__(self, method: bytes, target: bytes, version: int) -> None:
@@ -110,6 +111,9 @@ class Exchange(RequestHead):
         self.attempts = 0
         #: The balancer key (consistent hashing), kept for retries.
         self.key: bytes | None = None
+        #: The callback queued with the pool while waiting for a connection (to withdraw it if
+        #: the client leaves first, so it stops counting as pending).
+        self.waiter: object = None
         self.framing = 0
         self.client_keep = True
         self.upstream_keep = False

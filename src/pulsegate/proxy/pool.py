@@ -147,6 +147,13 @@ class TargetPool:
             self.waiters.append((now + self.connect_timeout, on_ready))
         return True
 
+    def cancel(self, on_ready: object) -> None:
+        """Withdraw a queued request (its client left); nothing happens if it is not queued."""
+        for i, (_, waiting) in enumerate(self.waiters):
+            if waiting is on_ready:
+                del self.waiters[i]
+                return
+
     def drop_coldest(self) -> None:
         """Close the longest-idle connection (its slot is wanted elsewhere)."""
         conn = self.idle.popleft()
