@@ -39,11 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run with an embedded config and demo upstreams")
     demo.add_argument("--listen", default="127.0.0.1:8080", help="gateway address [127.0.0.1:8080]")
     demo.add_argument("--admin", default="127.0.0.1:9090", help="admin API address [127.0.0.1:9090]")
+    from pulsegate.loadtest.cli import add_parser as add_load
+
+    add_load(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "load":
+        from pulsegate.loadtest.cli import main as load_main
+
+        return load_main(args)
     if args.command == "check":
         return _check(args.config)
     if args.command == "run":

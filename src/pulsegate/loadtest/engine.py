@@ -1,0 +1,358 @@
+"""One generator process: raw HTTP/1.1 over keep-alive connections (uvloop + httptools), in the
+open model (requests sent at planned times, latency measured from the planned time) or the
+closed model (each connection sends its next request when the previous answer arrives).
+
+Coordinated omission. A closed-model tool waits for an answer before sending again, so while the
+server stalls it sends nothing and records one slow request instead of the hundreds a real
+population of users would have suffered. In the open model every request has an *intended* send
+time from the plan; latency is measured from that time, whether the request went out then or
+waited for a free connection (as wrk2 does). A send that leaves more than ``LATE_AFTER`` after its
+intended time is counted as late; one that cannot even be queued (more than ``max_queue`` waiting)
+is counted as missed. The generator reports that it fell behind instead of quietly sending less.
+
+Example::
+
+    gen = Generator(targets, connections=16, timeout=10.0)
+    seconds = await gen.run_open(plan, share=0.5, start=loop.time() + 0.1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+from collections import deque
+from collections.abc import Sequence
+
+import httptools
+
+from pulsegate.loadtest.model import Plan
+from pulsegate.metrics.histogram import Histogram
+
+#: A send this late (seconds after its intended time) counts as late.
+LATE_AFTER = 0.010
+#: How often in-flight requests are checked against the timeout.
+SWEEP_EVERY = 0.05
+
+
+class Target:
+    """A prepared request: where to connect and the exact bytes to send."""
+
+    __slots__ = ("data", "head_only", "host", "port")
+
+    def __init__(self, host: str, port: int, data: bytes, head_only: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.data = data
+        self.head_only = head_only
+
+
+class SecondStats:
+    """What happened to requests whose intended (or actual, closed model) send time fell in one
+    second of the run."""
+
+    __slots__ = ("errors", "hist", "late", "ok", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.ok = 0
+        self.late = 0
+        self.errors: dict[str, int] = {}
+        self.hist = Histogram()
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one request at a time."""
+
+    def __init__(self, gen: Generator, target: Target) -> None:
+        self.gen = gen
+        self.target = target
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.busy = False
+        self.intended = 0.0
+        self.sent_at = 0.0
+        self.status = 0
+        self.closed = False
+
+    def fire(self, target: Target, intended: float, now: float) -> None:
+        self.busy = True
+        self.target = target
+        self.intended = intended
+        self.sent_at = now
+        self.status = 0
+        if target.head_only:
+            self.parser = httptools.HttpResponseParser(self)  # HEAD answers carry no body
+        assert self.transport is not None
+        self.transport.write(target.data)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail("protocol")
+        except httptools.HttpParserError:
+            self.fail("protocol")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.target.head_only:
+            self.on_message_complete()
+
+    def on_message_complete(self) -> None:
+        if not self.busy:
+            return
+        self.busy = False
+        if self.parser.should_keep_alive():
+            self.gen.finished(self, self.status)
+            return
+        self.closed = True  # not reusable: the generator must not send on it again
+        self.gen.finished(self, self.status)
+        if self.transport is not None:
+            self.transport.close()
+        self.gen.lost(self)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.busy:
+            self.busy = False
+            self.gen.failed(self, "reset")
+        self.gen.lost(self)
+
+    def fail(self, kind: str) -> None:
+        if self.busy:
+            self.busy = False
+            self.gen.failed(self, kind)
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+            self.gen.lost(self)
+
+
+class Generator:
+    """Sends requests to ``targets`` (picked by weight) over at most ``connections`` connections."""
+
+    def __init__(
+        self,
+        targets: Sequence[tuple[Target, float]],
+        *,
+        connections: int,
+        timeout: float,
+        max_queue: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.targets = [t for t, _ in targets]
+        total = 0.0
+        self._cum: list[float] = []
+        for _, w in targets:
+            total += w
+            self._cum.append(total)
+        self._total_weight = total
+        self.connections = connections
+        self.timeout = timeout
+        self.max_queue = max_queue if max_queue is not None else connections * 64
+        self.rng = rng or random.Random()
+        self.loop = asyncio.get_running_loop()
+        self.start = 0.0
+        self.seconds: dict[int, SecondStats] = {}
+        self.idle: list[Connection] = []
+        self.all: set[Connection] = set()
+        self.opening = 0
+        self.queue: deque[float] = deque()
+        self.missed = 0
+        self.in_flight = 0
+        self.closed_model = False
+        self.stopping = False
+        self._drained: asyncio.Event = asyncio.Event()
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _pick(self) -> Target:
+        if len(self.targets) == 1:
+            return self.targets[0]
+        r = self.rng.random() * self._total_weight
+        return self.targets[min(bisect.bisect_right(self._cum, r), len(self.targets) - 1)]
+
+    def _second(self, t: float) -> SecondStats:
+        s = int(max(0.0, t - self.start))
+        st = self.seconds.get(s)
+        if st is None:
+            st = self.seconds[s] = SecondStats()
+        return st
+
+    def finished(self, conn: Connection, status: int) -> None:
+        now = self.loop.time()
+        st = self._second(conn.intended)
+        st.hist.record(int((now - conn.intended) * 1_000_000))
+        if status >= 500:
+            st.error("status_5xx")
+        elif status >= 400:
+            st.error("status_4xx")
+        else:
+            st.ok += 1
+        self._release(conn)
+
+    def failed(self, conn: Connection, kind: str) -> None:
+        self._second(conn.intended).error(kind)
+        self.in_flight -= 1
+        self._maybe_drained()
+
+    def lost(self, conn: Connection) -> None:
+        if conn not in self.all:
+            return
+        self.all.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if not self.stopping and (self.closed_model or self.queue):
+            self._open()  # keep the connection count (the server closed one)
+
+    def _release(self, conn: Connection) -> None:
+        self.in_flight -= 1
+        if conn.closed:
+            self._maybe_drained()
+            return
+        if self.closed_model:
+            if not self.stopping:
+                self._fire(conn, self.loop.time())
+        elif self.queue:
+            self._fire(conn, self.queue.popleft())
+        else:
+            self.idle.append(conn)
+        self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
+        if self.stopping and self.in_flight == 0:
+            self._drained.set()
+
+    def _fire(self, conn: Connection, intended: float) -> None:
+        now = self.loop.time()
+        st = self._second(intended)
+        st.sent += 1
+        if now - intended > LATE_AFTER:
+            st.late += 1
+        self.in_flight += 1
+        conn.fire(self._pick(), intended, now)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.opening += 1
+        self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        target = self.targets[0]
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: Connection(self, target), target.host, target.port),
+                self.timeout,
+            )
+        except (OSError, TimeoutError):
+            self.opening -= 1
+            # The requests that were waiting for this connection fail, one per attempt.
+            if self.queue:
+                self._second(self.queue.popleft()).error("connect")
+            elif self.closed_model and not self.stopping:
+                self._second(self.loop.time()).error("connect")
+                await asyncio.sleep(0.05)  # a refused target must not turn into a busy loop
+                self._open()
+            return
+        self.opening -= 1
+        if self.stopping:
+            conn.close()
+            return
+        self.all.add(conn)
+        if self.closed_model:
+            self._fire(conn, self.loop.time())
+        elif self.queue:
+            self._fire(conn, self.queue.popleft())
+        else:
+            self.idle.append(conn)
+
+    # -- sweeping timeouts -----------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            now = self.loop.time()
+            for conn in [c for c in self.all if c.busy and now - c.sent_at > self.timeout]:
+                conn.fail("timeout")
+
+    # -- the two models -----------------------------------------------------------------------
+
+    async def run_open(self, plan: Plan, share: float, start: float) -> dict[int, SecondStats]:
+        """Send ``share`` of ``plan``'s rate starting at loop time ``start``."""
+        self.start = start
+        sweeper = self.loop.create_task(self._sweep())
+        for _ in range(self.connections):
+            self._open()  # ready before the first planned send, as wrk2 does
+        try:
+            await asyncio.sleep(max(0.0, start - self.loop.time()))
+            duration = plan.duration
+            t = 0.0  # intended time of the next send, seconds into the run
+            while t < duration - 1e-9 and not self.stopping:  # 1e-9: float steps must not add a send
+                rate = plan.rate_at(t) * share
+                if rate <= 0:
+                    t += 0.001  # nothing planned here: step over the quiet stretch
+                    continue
+                intended = start + t
+                delay = intended - self.loop.time()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                self._dispatch(intended)
+                t += 1.0 / rate
+        finally:
+            await self._finish(sweeper)
+        return self.seconds
+
+    def _dispatch(self, intended: float) -> None:
+        if self.idle:
+            self._fire(self.idle.pop(), intended)
+            return
+        if len(self.queue) >= self.max_queue:
+            self.missed += 1
+            return
+        self.queue.append(intended)
+        if len(self.all) + self.opening < self.connections:
+            self._open()
+
+    async def run_closed(self, duration: float, start: float) -> dict[int, SecondStats]:
+        """Keep ``connections`` connections busy for ``duration`` seconds from ``start``."""
+        self.start = start
+        self.closed_model = True
+        sweeper = self.loop.create_task(self._sweep())
+        try:
+            await asyncio.sleep(max(0.0, start - self.loop.time()))
+            for _ in range(self.connections):
+                self._open()
+            await asyncio.sleep(max(0.0, start + duration - self.loop.time()))
+        finally:
+            await self._finish(sweeper)
+        return self.seconds
+
+    def stop(self) -> None:
+        """Stop sending (Ctrl-C); what is in flight may still finish."""
+        self.stopping = True
+
+    async def _finish(self, sweeper: asyncio.Task[None]) -> None:
+        self.stopping = True
+        self.queue.clear()
+        if self.in_flight:
+            try:
+                await asyncio.wait_for(self._drained.wait(), min(self.timeout, 5.0))
+            except TimeoutError:
+                pass
+        sweeper.cancel()
+        for conn in list(self.all):
+            conn.close()

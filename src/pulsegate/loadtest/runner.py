@@ -1,0 +1,274 @@
+"""Runs a plan on one generator process per core and merges what they measured.
+
+Each process gets an equal share of the target rate (open model) or of the connections (closed
+model), starts at the same wall-clock instant, records latencies per second into log-linear
+histograms, and sends them back as sparse bucket counts; the parent adds them up, so merged
+percentiles are exactly what one process would have computed over all requests. While the run
+goes, processes report their counts every half second for the live progress line.
+
+Example::
+
+    job = Job(plan=sustained(1000, 10, 32), requests=[RequestSpec("http://127.0.0.1:8080/")])
+    run = execute(job, processes=2)
+    result = summarize(job, run)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection as Pipe
+
+import msgspec
+import uvloop
+
+from pulsegate.loadtest.engine import Generator, SecondStats, Target
+from pulsegate.loadtest.model import Latency, Plan, RequestSpec, Result, Second
+from pulsegate.loadtest.scenario import parse_url
+from pulsegate.metrics.histogram import bucket_mid, merge_into, percentiles, total_count
+
+#: Seconds between the processes' start and the first planned send (connections open meanwhile).
+START_MARGIN = 0.5
+PROGRESS_EVERY = 0.5
+
+
+class Job(msgspec.Struct, frozen=True):
+    plan: Plan
+    requests: list[RequestSpec]
+    timeout: float = 30.0
+
+
+class ChildSecond(msgspec.Struct, array_like=True):
+    sent: int
+    ok: int
+    late: int
+    errors: dict[str, int]
+    hist: dict[int, int]
+
+
+class ChildReport(msgspec.Struct):
+    seconds: dict[int, ChildSecond]
+    missed: int = 0
+    final: bool = False
+
+
+class Run(msgspec.Struct):
+    """The merged raw outcome of :func:`execute`."""
+
+    seconds: dict[int, ChildSecond]
+    missed: int
+    processes: int
+    elapsed: float
+    interrupted: bool = False
+
+
+def targets_for(requests: list[RequestSpec]) -> list[tuple[Target, float]]:
+    """The prepared bytes of each request of the mix (all must go to one host and port)."""
+    out: list[tuple[Target, float]] = []
+    first: tuple[str, int] | None = None
+    for r in requests:
+        host, port, path, host_header = parse_url(r.url)
+        if first is None:
+            first = (host, port)
+        elif (host, port) != first:
+            raise ValueError(f"all requests of a run must go to one host and port: {r.url}")
+        lines = [f"{r.method} {path} HTTP/1.1", f"Host: {host_header}", "User-Agent: pulsegate-load"]
+        lines += [f"{k}: {v}" for k, v in r.headers if k.lower() not in ("host", "content-length")]
+        if r.body or r.method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(r.body)}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + r.body
+        out.append((Target(host, port, data, head_only=r.method == "HEAD"), r.weight))
+    return out
+
+
+def _snapshot(seconds: dict[int, SecondStats]) -> dict[int, ChildSecond]:
+    return {
+        s: ChildSecond(st.sent, st.ok, st.late, dict(st.errors), st.hist.sparse())
+        for s, st in seconds.items()
+    }
+
+
+async def _child_main(job: Job, share: float, connections: int, start_wall: float, pipe: Pipe) -> None:
+    loop = asyncio.get_running_loop()
+    gen = Generator(targets_for(job.requests), connections=connections, timeout=job.timeout)
+
+    def on_parent() -> None:  # any message from the parent (or its exit) means "stop now"
+        loop.remove_reader(pipe.fileno())
+        gen.stop()
+
+    loop.add_reader(pipe.fileno(), on_parent)
+    start = loop.time() + (start_wall - time.time())
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            pipe.send_bytes(msgspec.msgpack.encode(ChildReport(_snapshot(gen.seconds), gen.missed)))
+
+    reporter = loop.create_task(progress())
+    try:
+        if job.plan.kind == "closed":
+            await gen.run_closed(job.plan.duration, start)
+        else:
+            await gen.run_open(job.plan, share, start)
+    finally:
+        reporter.cancel()
+    pipe.send_bytes(msgspec.msgpack.encode(ChildReport(_snapshot(gen.seconds), gen.missed, final=True)))
+
+
+def _child(job_bytes: bytes, share: float, connections: int, start_wall: float, pipe: Pipe) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it tells us to stop
+    job = msgspec.msgpack.decode(job_bytes, type=Job)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_child_main(job, share, connections, start_wall, pipe))
+    pipe.close()
+
+
+def merge(reports: list[ChildReport]) -> dict[int, ChildSecond]:
+    """Add up per-second counts and histograms of several processes."""
+    out: dict[int, ChildSecond] = {}
+    for rep in reports:
+        for s, cs in rep.seconds.items():
+            dst = out.get(s)
+            if dst is None:
+                dst = out[s] = ChildSecond(0, 0, 0, {}, {})
+            dst.sent += cs.sent
+            dst.ok += cs.ok
+            dst.late += cs.late
+            for k, n in cs.errors.items():
+                dst.errors[k] = dst.errors.get(k, 0) + n
+            merge_into(dst.hist, cs.hist)
+    return out
+
+
+def execute(
+    job: Job,
+    processes: int = 0,
+    on_progress: Callable[[float, dict[int, ChildSecond]], None] | None = None,
+) -> Run:
+    """Run ``job`` on ``processes`` generator processes (0: one per CPU) and merge the results.
+
+    Ctrl-C (KeyboardInterrupt) stops the processes and returns what was measured so far."""
+    n = processes or len(os.sched_getaffinity(0))
+    plan = job.plan
+    if plan.kind == "closed":
+        n = max(1, min(n, plan.connections))
+    conns = [plan.connections // n + (1 if i < plan.connections % n else 0) for i in range(n)]
+    ctx = mp.get_context("spawn")
+    start_wall = time.time() + START_MARGIN + 0.3 * n  # spawning costs about 0.3 s per process
+    job_bytes = msgspec.msgpack.encode(job)
+    pipes: list[Pipe] = []
+    procs = []
+    for i in range(n):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(
+            target=_child, args=(job_bytes, 1.0 / n, max(1, conns[i]), start_wall, child), daemon=True
+        )
+        p.start()
+        child.close()
+        pipes.append(parent)
+        procs.append(p)
+    latest: list[ChildReport] = [ChildReport({}) for _ in range(n)]
+    done = [False] * n
+    interrupted = False
+    deadline = start_wall + plan.duration + job.timeout + 30.0
+    try:
+        while not all(done):
+            if time.time() > deadline:
+                raise TimeoutError("generator processes did not finish")
+            for i, pipe in enumerate(pipes):
+                while not done[i] and pipe.poll(0.05):
+                    rep = msgspec.msgpack.decode(pipe.recv_bytes(), type=ChildReport)
+                    latest[i] = rep
+                    done[i] = rep.final
+            if on_progress is not None:
+                on_progress(time.time() - start_wall, merge(latest))
+    except KeyboardInterrupt:
+        interrupted = True
+        for i, pipe in enumerate(pipes):
+            if not done[i]:
+                pipe.send_bytes(b"stop")
+        for i, pipe in enumerate(pipes):
+            while not done[i] and pipe.poll(10.0):
+                rep = msgspec.msgpack.decode(pipe.recv_bytes(), type=ChildReport)
+                latest[i] = rep
+                done[i] = rep.final
+    finally:
+        for p in procs:
+            p.join(5.0)
+            if p.is_alive():
+                p.kill()
+        for pipe in pipes:
+            pipe.close()
+    elapsed = min(time.time() - start_wall, plan.duration) if not interrupted else time.time() - start_wall
+    return Run(merge(latest), sum(r.missed for r in latest), n, max(0.0, elapsed), interrupted)
+
+
+def _ms(us: float) -> float:
+    return round(us / 1000.0, 3)
+
+
+def latency(qs: list[float], mean_us: float) -> Latency:
+    """Milliseconds from microsecond percentiles at 50, 90, 99, 99.9 and 100."""
+    p50, p90, p99, p999, pmax = (_ms(q) for q in qs)
+    return Latency(p50=p50, p90=p90, p99=p99, p999=p999, max=pmax, mean=_ms(mean_us))
+
+
+def summarize(job: Job, run: Run, *, t_offset: int = 0) -> Result:
+    """The :class:`Result` of one executed run."""
+    plan = job.plan
+    hist: dict[int, int] = {}
+    timeline: list[Second] = []
+    errors: dict[str, int] = {}
+    ok = requests = late = 0
+    last = max([*run.seconds, math.ceil(plan.duration) - 1, 0])
+    for s in range(last + 1):
+        cs = run.seconds.get(s, ChildSecond(0, 0, 0, {}, {}))
+        p50, p99, pmax = percentiles(cs.hist, [50, 99, 100]) if cs.hist else (0.0, 0.0, 0.0)
+        n_err = sum(cs.errors.values())
+        timeline.append(
+            Second(
+                t=s + t_offset,
+                rate_target=round(plan.rate_at(s + 0.5), 3) if plan.kind != "closed" else 0.0,
+                sent=cs.sent,
+                ok=cs.ok,
+                errors=n_err,
+                late=cs.late,
+                p50_ms=_ms(p50),
+                p99_ms=_ms(p99),
+                max_ms=_ms(pmax),
+                hist=cs.hist,
+            )
+        )
+        merge_into(hist, cs.hist)
+        for k, v in cs.errors.items():
+            errors[k] = errors.get(k, 0) + v
+        ok += cs.ok
+        requests += cs.ok + n_err
+        late += cs.late
+    qs = percentiles(hist, [50, 90, 99, 99.9, 100]) if hist else [0.0] * 5
+    count = total_count(hist)
+    mean = sum(bucket_mid(i) * c for i, c in hist.items()) / count if count else 0.0
+    duration = run.elapsed if run.elapsed > 0 else plan.duration
+    return Result(
+        scenario=plan.kind,
+        url=job.requests[0].url,
+        duration_s=round(duration, 3),
+        requests=requests,
+        ok=ok,
+        errors=errors,
+        rate_target=None if plan.kind == "closed" else round(plan.planned_requests() / plan.duration, 3),
+        rate_achieved=round(requests / duration, 3) if duration else 0.0,
+        latency_ms=latency(qs, mean),
+        timeline=timeline,
+        processes=run.processes,
+        connections=plan.connections,
+        late_sends=late,
+        missed_sends=run.missed,
+        interrupted=run.interrupted,
+        histogram=hist,
+    )

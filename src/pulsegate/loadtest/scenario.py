@@ -1,0 +1,373 @@
+"""Load-test scenarios: the rate plans behind ``pulsegate load`` and the YAML scenario file.
+
+:func:`sustained`, :func:`spike`, :func:`stress_steps` and :func:`closed` build the plans of the
+built-in scenarios; :func:`load_scenario` reads a file with k6-like stages::
+
+    name: checkout-ramp                      # default: the file name without its extension
+    url: http://127.0.0.1:8080/api/items     # the request, or the default url of `requests:` entries
+    requests:                                # optional weighted mix; all to one host and port
+      - {method: GET, url: http://127.0.0.1:8080/api/items, weight: 9}
+      - {method: POST, url: http://127.0.0.1:8080/api/orders, body: '{"id": 1}',
+         headers: {Content-Type: application/json}, weight: 1}
+    connections: 64                          # default 64
+    stages:                                  # required; 24h in total at most
+      - {duration: 30s, target: 500}         # ramp from 0 (or the previous target) to 500/s
+      - {duration: 1m, target: 500}          # hold
+      - {duration: 10s, target: 0}
+    slo: "p99<10ms,errors<0.1%"              # optional, see pulsegate.loadtest.slo
+
+Request entries take ``url``, ``method`` (default GET), ``headers`` (a mapping of strings),
+``body`` (text, sent UTF-8 encoded) and ``weight`` (default 1). :func:`load_mix` reads a file that
+is just such a list. Every problem is one line, ``{file}: {key path}: {reason}``, as in config files.
+
+Example:
+    >>> sc = load_scenario_text("url: http://127.0.0.1:8080/\\nstages: [{duration: 10s, target: 100}]",
+    ...                         source="ramp.yaml")
+    >>> sc.name, sc.plan.stages, sc.requests[0].method
+    ('ramp', [Stage(duration=10.0, start=0.0, end=100.0)], 'GET')
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# The config loader's YAML reading and error rendering, so that scenario and config problems read
+# alike (line:column for YAML, key paths such as requests[1].url, the same short reasons).
+from pulsegate.config.loader import ConfigError, _key_path, _parse_yaml, _problem_line, _reason
+from pulsegate.config.units import Duration, format_duration
+from pulsegate.loadtest.model import Plan, RequestSpec, Stage
+from pulsegate.loadtest.slo import parse_slo
+
+MAX_DURATION = 86400.0  # a scenario file's stages may last 24h in total
+_T = TypeVar("_T")
+
+
+class ScenarioError(Exception):
+    """A scenario or mix file that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class ScenarioFile:
+    plan: Plan
+    requests: list[RequestSpec]
+    slo: str | None  # normalised ("p99<10ms,errors<0.1%"), ready for slo.parse_slo()
+    name: str
+
+
+def parse_url(url: str) -> tuple[str, int, str, str]:
+    """Split an ``http://`` URL into ``(host, port, request target, Host header)``.
+
+    The port defaults to 80 and the path to ``/``; the query stays in the target, a fragment is
+    dropped. Raises ``ValueError("invalid URL 'x': ...")``.
+
+    >>> parse_url("http://127.0.0.1:8080/api/items?page=2")
+    ('127.0.0.1', 8080, '/api/items?page=2', '127.0.0.1:8080')
+    >>> parse_url("http://Example.com"), parse_url("http://[::1]:81")
+    (('example.com', 80, '/', 'example.com'), ('::1', 81, '/', '[::1]:81'))
+    >>> parse_url("https://example.com/")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid URL 'https://example.com/': https is not supported (plain http only)
+    """
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    match = _URL_RE.fullmatch(url) if scheme == "http" else None
+    port = int(match["port"] or 80) if match else 0
+    host = (match["host"] or match["ipv6"] or "").lower() if match else ""
+    reason = None
+    if scheme == "https":
+        reason = "https is not supported (plain http only)"
+    elif not url.isascii() or _CONTROL_RE.search(url) or " " in url:
+        reason = "must be ASCII without spaces or control characters (percent-encode them)"
+    elif match is None:
+        reason = "expected http://host[:port][/path]"
+    elif not 1 <= port <= 65535:
+        reason = "port must be from 1 to 65535"
+    elif match["ipv6"]:
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            reason = f"bad IPv6 address '{host}'"
+    if reason is not None or match is None:
+        raise ValueError(f"invalid URL '{_CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], url)}': {reason}")
+    named = f"[{host}]" if match["ipv6"] else host
+    target = (match["path"] or "/") + (f"?{match['query']}" if match["query"] else "")
+    return host, port, target, named if port == 80 else f"{named}:{port}"
+
+
+# --- plans of the built-in scenarios (ValueError for a non-positive or non-finite argument) ------
+
+
+def sustained(rate: float, duration: float, connections: int) -> Plan:
+    """A constant ``rate`` requests/s for ``duration`` seconds.
+
+    >>> sustained(2000, 30, 64).stages
+    [Stage(duration=30.0, start=2000.0, end=2000.0)]
+    """
+    _positive(rate=rate, duration=duration)
+    return Plan(kind="sustained", stages=[_hold(duration, rate)], connections=_count(connections))
+
+
+def spike(
+    rate: float,
+    factor: float,
+    spike_duration: float,
+    duration: float,
+    connections: int,
+    *,
+    spike_at: float | None = None,
+) -> Plan:
+    """Baseline ``rate``, then ``rate * factor`` for ``spike_duration`` seconds from ``spike_at``
+    (default ``duration / 3``), then the baseline again until ``duration`` seconds in total.
+
+    Always three stages, none empty: the baseline is what recovery is measured against, and the
+    last stage is the time to recover in.
+
+    >>> [(s.duration, s.start) for s in spike(100, 10, 5, 30, 64).stages]
+    [(10.0, 100.0), (5.0, 1000.0), (15.0, 100.0)]
+    """
+    start = duration / 3 if spike_at is None else spike_at
+    _positive(rate=rate, factor=factor, spike_duration=spike_duration, duration=duration, spike_at=start)
+    after = duration - start - spike_duration
+    if after <= 0:
+        raise ValueError(
+            f"the spike ({spike_duration:g}s from {start:g}s) must end before the run ({duration:g}s)"
+        )
+    stages = [_hold(start, rate), _hold(spike_duration, rate * factor), _hold(after, rate)]
+    return Plan(kind="spike", stages=stages, connections=_count(connections))
+
+
+def stress_steps(
+    start: float, step: float, step_duration: float, max_rate: float | None, max_steps: int
+) -> list[Stage]:
+    """Hold stages at ``start``, ``start + step``, ... up to ``max_rate`` (when given), at most
+    ``max_steps`` of them; the runner runs them one by one and stops at the knee.
+
+    >>> [s.start for s in stress_steps(100, 50, 10, 260, 10)]
+    [100.0, 150.0, 200.0, 250.0]
+    """
+    _positive(start=start, step=step, step_duration=step_duration)
+    if max_rate is not None and not (math.isfinite(max_rate) and max_rate >= start):
+        raise ValueError(f"max_rate must be at least the start rate ({start:g}), got {max_rate!r}")
+    steps: list[Stage] = []
+    for i in range(_count(max_steps, "max_steps")):
+        rate = start + i * step  # not a running sum, which drifts
+        if max_rate is not None and rate > max_rate * (1 + 1e-9):  # 0.1 + 2 * 0.1 > 0.3
+            break
+        steps.append(_hold(step_duration, rate if max_rate is None else min(rate, max_rate)))
+    return steps
+
+
+def closed(connections: int, duration: float) -> Plan:
+    """The closed model: ``connections`` each send their next request when the last one ended.
+
+    >>> closed(32, 60).closed_duration
+    60.0
+    """
+    _positive(duration=duration)
+    return Plan(kind="closed", connections=_count(connections), closed_duration=float(duration))
+
+
+# --- scenario and mix files ---------------------------------------------------------------------
+
+
+def load_scenario(path: str) -> ScenarioFile:
+    """Read and validate a scenario file; raises :class:`ScenarioError` naming ``path``."""
+    return load_scenario_text(_read(path), source=path)
+
+
+def load_scenario_text(text: str, source: str = "<scenario>") -> ScenarioFile:
+    """Validate scenario text; ``source`` names it in messages and gives the default name.
+
+    >>> load_scenario_text("stages: [{duration: 0s, target: -1}]", source="s.yaml")
+    Traceback (most recent call last):
+    ...
+    pulsegate.loadtest.scenario.ScenarioError: s.yaml: stages[0].duration: must be greater than 0
+    s.yaml: stages[0].target: must be at least 0
+    """
+    data = _parse(text, source)
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{source}: top level must be a mapping"])
+    model = _validate(_SCENARIO, data, source)
+    if model.requests is None:
+        requests = _requests(
+            source, [_RequestModel(url=model.url)], None, None, "required (or a requests: list)"
+        )
+    else:
+        requests = _requests(
+            source, model.requests, model.url, "requests", "required (no top-level url to default to)"
+        )
+    starts = [0.0, *(s.target for s in model.stages)]  # each stage ramps from the previous target
+    stages = [Stage(s.duration, start, s.target) for s, start in zip(model.stages, starts, strict=False)]
+    name = model.name if model.name is not None else Path(source).stem
+    plan = Plan(kind="run", stages=stages, connections=model.connections)
+    return ScenarioFile(plan=plan, requests=requests, slo=model.slo, name=name)
+
+
+def load_mix(path: str) -> list[RequestSpec]:
+    """Read a weighted request mix: a YAML list of request entries (see the module docstring)."""
+    return load_mix_text(_read(path), source=path)
+
+
+def load_mix_text(text: str, source: str = "<mix>") -> list[RequestSpec]:
+    """Validate request-mix text; ``source`` names it in messages.
+
+    >>> [(r.method, r.weight) for r in load_mix_text("[{url: 'http://h/', weight: 3}, {url: 'http://h/b'}]")]
+    [('GET', 3.0), ('GET', 1.0)]
+    >>> load_mix_text("- {url: 'http://h/'}\\n- {method: POST}", source="mix.yaml")
+    Traceback (most recent call last):
+    ...
+    pulsegate.loadtest.scenario.ScenarioError: mix.yaml: [1].url: required
+    """
+    data = _parse(text, source)
+    if not isinstance(data, list) or not data:
+        raise ScenarioError([f"{source}: top level must be a non-empty list of requests"])
+    return _requests(source, _validate(_MIX, data, source), None, "", "required")
+
+
+# --- internals ----------------------------------------------------------------------------------
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_URL_RE = re.compile(
+    r"[Hh][Tt][Tt][Pp]://(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>\d{1,5}))?"
+    r"(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?(?:#.*)?"
+)
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110 token: methods and header names
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _count(value: int, name: str = "connections") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _hold(duration: float, rate: float) -> Stage:
+    return Stage(duration=float(duration), start=float(rate), end=float(rate))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [f"{path}: cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        ) from None
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+
+
+def _parse(text: str, source: str) -> object:
+    try:
+        return _parse_yaml(text, source)
+    except ConfigError as exc:
+        raise ScenarioError(exc.problems) from None
+
+
+def _validate(adapter: TypeAdapter[_T], data: object, source: str) -> _T:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        problems = [_problem_line(source, _key_path(e["loc"], data), _reason(e)) for e in exc.errors()]
+        raise ScenarioError(list(dict.fromkeys(problems))) from None  # dedupe, keeping document order
+
+
+def _requests(
+    source: str, entries: Sequence[_RequestModel], default_url: str | None, prefix: str | None, missing: str
+) -> list[RequestSpec]:
+    """The entries as specs. Each needs a url (its own or ``default_url``), all to one host and port
+    since the generator keeps one connection pool per run. ``prefix`` None: the top-level request."""
+    problems, specs, first = [], [], None
+    for i, e in enumerate(entries):
+        url = e.url or default_url
+        key = "url" if prefix is None or url is not e.url else f"{prefix}[{i}].url"
+        if url is None:
+            problems.append(f"{source}: {key}: {missing}")
+            continue
+        first = first or parse_url(url)[:2]
+        if parse_url(url)[:2] != first:
+            problems.append(
+                f"{source}: {key}: all requests must go to one host and port ({first[0]}:{first[1]})"
+            )
+        specs.append(RequestSpec(url, e.method.upper(), list(e.headers.items()), e.body.encode(), e.weight))
+    if problems:
+        raise ScenarioError(problems)
+    return specs
+
+
+def _matching(pattern: str, reason: str) -> AfterValidator:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(reason.format(value))
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_url(value: str) -> str:
+    parse_url(value)
+    return value
+
+
+def _check_stages(stages: list[_StageModel]) -> list[_StageModel]:
+    total = sum(s.duration for s in stages)
+    if total > MAX_DURATION:
+        raise ValueError(f"the stages last {format_duration(total)} in total, over the 24h limit")
+    return stages
+
+
+_Str = Annotated[str, Field(strict=True)]
+_Url = Annotated[_Str, AfterValidator(_check_url)]
+# The generator encodes a request as latin-1; a line break in a value would split the header.
+_HeaderValue = Annotated[_Str, _matching(r"[\t\x20-\x7e]*", "must be printable ASCII (no line breaks)")]
+_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _RequestModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: _Url | None = None
+    method: Annotated[_Str, _matching(_TOKEN, "invalid method '{}': expected a token such as GET")] = "GET"
+    headers: dict[Annotated[_Str, _matching(_TOKEN, "invalid header name '{}'")], _HeaderValue] = {}
+    body: _Str = ""
+    weight: Annotated[_Number, Field(gt=0)] = 1.0
+
+
+class _StageModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    duration: Annotated[Duration, Field(gt=0)]
+    target: Annotated[_Number, Field(ge=0)]
+
+
+class _ScenarioModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[_Str, Field(min_length=1)] | None = None
+    url: _Url | None = None
+    requests: Annotated[list[_RequestModel], Field(min_length=1)] | None = None
+    connections: Annotated[int, Field(strict=True, ge=1)] = 64
+    stages: Annotated[list[_StageModel], Field(min_length=1), AfterValidator(_check_stages)]
+    slo: Annotated[_Str, AfterValidator(lambda v: ",".join(o.text for o in parse_slo(v)))] | None = None
+
+
+_SCENARIO = TypeAdapter(_ScenarioModel)
+_MIX = TypeAdapter(list[_RequestModel])

@@ -1,0 +1,96 @@
+"""The load generator against real local servers: latency is measured right, the open model shows a
+stall that a closed-model tool hides (coordinated omission), and spike recovery is detected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from pulsegate.loadtest import analysis, scenario
+from pulsegate.loadtest.model import RequestSpec
+from pulsegate.loadtest.runner import Job, execute, summarize
+from pulsegate.origin import Reply, Request
+from tests.runtime.gateway_process import origin_thread
+
+
+async def sleepy(req: Request) -> Reply:
+    await asyncio.sleep(0.020)
+    return Reply(200, body=b"ok")
+
+
+@pytest.mark.timeout(30)
+def test_a_20ms_upstream_gives_p50_near_20ms() -> None:
+    with origin_thread(sleepy) as target:
+        job = Job(plan=scenario.sustained(200, 3.0, 16), requests=[RequestSpec(f"http://{target}/")])
+        result = summarize(job, execute(job, processes=2))
+    assert result.errors == {}
+    assert result.requests == pytest.approx(600, abs=12)  # the plan is kept: 200/s for 3 s
+    assert 19.5 <= result.latency_ms.p50 <= 24.0, result.latency_ms
+    assert result.late_sends <= result.requests * 0.02 and result.missed_sends == 0
+    assert result.rate_achieved == pytest.approx(200, rel=0.05)
+    assert [s.sent for s in result.timeline] == pytest.approx([200, 200, 200], abs=6)
+
+
+def stalling(stall_at: float, stall_for: float) -> tuple[float, object]:
+    """A fast upstream that answers nothing for ``stall_for`` seconds, once, starting
+    ``stall_at`` seconds after its first request."""
+    first: list[float] = []
+
+    async def handler(req: Request) -> Reply:
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+        begin = first[0] + stall_at
+        if begin <= now < begin + stall_for:
+            await asyncio.sleep(begin + stall_for - now)
+        return Reply(200, body=b"ok")
+
+    return stall_at, handler
+
+
+@pytest.mark.timeout(40)
+def test_open_model_shows_a_stall_that_the_closed_model_hides() -> None:
+    _, handler = stalling(1.5, 1.0)
+    with origin_thread(handler) as target:  # type: ignore[arg-type]
+        job = Job(plan=scenario.sustained(300, 4.0, 64), requests=[RequestSpec(f"http://{target}/")])
+        open_result = summarize(job, execute(job, processes=1))
+    # Every request planned during the stall waited for it: about a quarter of the run.
+    assert open_result.latency_ms.p99 >= 500, open_result.latency_ms
+    assert open_result.latency_ms.p90 >= 100
+
+    _, handler = stalling(1.5, 1.0)
+    with origin_thread(handler) as target:  # type: ignore[arg-type]
+        job = Job(plan=scenario.closed(4, 4.0), requests=[RequestSpec(f"http://{target}/")])
+        closed_result = summarize(job, execute(job, processes=1))
+    # Four connections: four slow answers among thousands, invisible at p99.
+    assert closed_result.requests > 1000
+    assert closed_result.latency_ms.p99 < 100, closed_result.latency_ms
+    assert closed_result.latency_ms.max >= 900
+
+
+@pytest.mark.timeout(40)
+def test_spike_recovery_is_detected() -> None:
+    """A server that handles one request at a time (5 ms each, under 200/s): the baseline of
+    50/s is easy; the spike of 400/s for 1 s queues a couple of hundred requests, which take
+    about a second or two to drain after it."""
+    lock = asyncio.Lock()
+
+    async def serial(req: Request) -> Reply:
+        async with lock:
+            await asyncio.sleep(0.005)
+        return Reply(200, body=b"ok")
+
+    with origin_thread(serial) as target:
+        plan = scenario.spike(50, 8, 1.0, 9.0, 64, spike_at=2.0)
+        job = Job(plan=plan, requests=[RequestSpec(f"http://{target}/")])
+        result = summarize(job, execute(job, processes=1))
+    start, end = analysis.spike_window(plan)
+    assert (start, end) == (2, 3)
+    recovery = analysis.spike_recovery(result.timeline, start, end)
+    p99s = [s.p99_ms for s in result.timeline]
+    assert recovery is not None and 1.0 <= recovery <= 5.0, p99s
+    during = max(s.p99_ms for s in result.timeline if start <= s.t < end)
+    before = max(s.p99_ms for s in result.timeline if 1 <= s.t < start)
+    assert during > 10 * before
