@@ -2,6 +2,9 @@
 open model (requests sent at planned times, latency measured from the planned time) or the
 closed model (each connection sends its next request when the previous answer arrives).
 
+Clocks. Every timestamp is ``time.monotonic()`` (nanosecond clock): uvloop's ``loop.time()`` is
+cached per loop iteration at millisecond resolution, which would read a 0.2 ms answer as 0 or 1 ms.
+
 Coordinated omission. A closed-model tool waits for an answer before sending again, so while the
 server stalls it sends nothing and records one slow request instead of the hundreds a real
 population of users would have suffered. In the open model every request has an *intended* send
@@ -13,7 +16,7 @@ is counted as missed. The generator reports that it fell behind instead of quiet
 Example::
 
     gen = Generator(targets, connections=16, timeout=10.0)
-    seconds = await gen.run_open(plan, share=0.5, start=loop.time() + 0.1)
+    seconds = await gen.run_open(plan, share=0.5, start=time.monotonic() + 0.1)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import bisect
 import random
 from collections import deque
 from collections.abc import Sequence
+from time import monotonic
 
 import httptools
 
@@ -193,7 +197,7 @@ class Generator:
         return st
 
     def finished(self, conn: Connection, status: int) -> None:
-        now = self.loop.time()
+        now = monotonic()
         st = self._second(conn.intended)
         st.hist.record(int((now - conn.intended) * 1_000_000))
         if status >= 500:
@@ -225,7 +229,7 @@ class Generator:
             return
         if self.closed_model:
             if not self.stopping:
-                self._fire(conn, self.loop.time())
+                self._fire(conn, monotonic())
         elif self.queue:
             self._fire(conn, self.queue.popleft())
         else:
@@ -237,7 +241,7 @@ class Generator:
             self._drained.set()
 
     def _fire(self, conn: Connection, intended: float) -> None:
-        now = self.loop.time()
+        now = monotonic()
         st = self._second(intended)
         st.sent += 1
         if now - intended > LATE_AFTER:
@@ -264,7 +268,7 @@ class Generator:
             if self.queue:
                 self._second(self.queue.popleft()).error("connect")
             elif self.closed_model and not self.stopping:
-                self._second(self.loop.time()).error("connect")
+                self._second(monotonic()).error("connect")
                 await asyncio.sleep(0.05)  # a refused target must not turn into a busy loop
                 self._open()
             return
@@ -274,7 +278,7 @@ class Generator:
             return
         self.all.add(conn)
         if self.closed_model:
-            self._fire(conn, self.loop.time())
+            self._fire(conn, monotonic())
         elif self.queue:
             self._fire(conn, self.queue.popleft())
         else:
@@ -285,7 +289,7 @@ class Generator:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
-            now = self.loop.time()
+            now = monotonic()
             for conn in [c for c in self.all if c.busy and now - c.sent_at > self.timeout]:
                 conn.fail("timeout")
 
@@ -298,7 +302,7 @@ class Generator:
         for _ in range(self.connections):
             self._open()  # ready before the first planned send, as wrk2 does
         try:
-            await asyncio.sleep(max(0.0, start - self.loop.time()))
+            await asyncio.sleep(max(0.0, start - monotonic()))
             duration = plan.duration
             t = 0.0  # intended time of the next send, seconds into the run
             while t < duration - 1e-9 and not self.stopping:  # 1e-9: float steps must not add a send
@@ -307,7 +311,7 @@ class Generator:
                     t += 0.001  # nothing planned here: step over the quiet stretch
                     continue
                 intended = start + t
-                delay = intended - self.loop.time()
+                delay = intended - monotonic()
                 if delay > 0.0005:
                     await asyncio.sleep(delay)
                 self._dispatch(intended)
@@ -333,10 +337,10 @@ class Generator:
         self.closed_model = True
         sweeper = self.loop.create_task(self._sweep())
         try:
-            await asyncio.sleep(max(0.0, start - self.loop.time()))
+            await asyncio.sleep(max(0.0, start - monotonic()))
             for _ in range(self.connections):
                 self._open()
-            await asyncio.sleep(max(0.0, start + duration - self.loop.time()))
+            await asyncio.sleep(max(0.0, start + duration - monotonic()))
         finally:
             await self._finish(sweeper)
         return self.seconds

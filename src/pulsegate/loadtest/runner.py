@@ -102,7 +102,7 @@ async def _child_main(job: Job, share: float, connections: int, start_wall: floa
         gen.stop()
 
     loop.add_reader(pipe.fileno(), on_parent)
-    start = loop.time() + (start_wall - time.time())
+    start = time.monotonic() + (start_wall - time.time())
 
     async def progress() -> None:
         while True:

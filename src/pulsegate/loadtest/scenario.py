@@ -40,8 +40,10 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 # The config loader's YAML reading and error rendering, so that scenario and config problems read
-# alike (line:column for YAML, key paths such as requests[1].url, the same short reasons).
+# alike (line:column for YAML, key paths such as requests[1].url, the same short reasons), and
+# its request checks (methods and header names are RFC 9110 tokens, no CR/LF in header values).
 from pulsegate.config.loader import ConfigError, _key_path, _parse_yaml, _problem_line, _reason
+from pulsegate.config.model import _check_header_name, _check_header_value, _check_method
 from pulsegate.config.units import Duration, format_duration
 from pulsegate.loadtest.model import Plan, RequestSpec, Stage
 from pulsegate.loadtest.slo import parse_slo
@@ -107,16 +109,14 @@ def parse_url(url: str) -> tuple[str, int, str, str]:
 
 
 # --- plans of the built-in scenarios (ValueError for a non-positive or non-finite argument) ------
-
-
 def sustained(rate: float, duration: float, connections: int) -> Plan:
     """A constant ``rate`` requests/s for ``duration`` seconds.
 
     >>> sustained(2000, 30, 64).stages
     [Stage(duration=30.0, start=2000.0, end=2000.0)]
     """
-    _positive(rate=rate, duration=duration)
-    return Plan(kind="sustained", stages=[_hold(duration, rate)], connections=_count(connections))
+    _positive(rate=rate, duration=duration, connections=connections)
+    return Plan(kind="sustained", stages=[_hold(duration, rate)], connections=connections)
 
 
 def spike(
@@ -139,13 +139,14 @@ def spike(
     """
     start = duration / 3 if spike_at is None else spike_at
     _positive(rate=rate, factor=factor, spike_duration=spike_duration, duration=duration, spike_at=start)
+    _positive(connections=connections)
     after = duration - start - spike_duration
     if after <= 0:
         raise ValueError(
             f"the spike ({spike_duration:g}s from {start:g}s) must end before the run ({duration:g}s)"
         )
     stages = [_hold(start, rate), _hold(spike_duration, rate * factor), _hold(after, rate)]
-    return Plan(kind="spike", stages=stages, connections=_count(connections))
+    return Plan(kind="spike", stages=stages, connections=connections)
 
 
 def stress_steps(
@@ -157,11 +158,11 @@ def stress_steps(
     >>> [s.start for s in stress_steps(100, 50, 10, 260, 10)]
     [100.0, 150.0, 200.0, 250.0]
     """
-    _positive(start=start, step=step, step_duration=step_duration)
+    _positive(start=start, step=step, step_duration=step_duration, max_steps=max_steps)
     if max_rate is not None and not (math.isfinite(max_rate) and max_rate >= start):
         raise ValueError(f"max_rate must be at least the start rate ({start:g}), got {max_rate!r}")
     steps: list[Stage] = []
-    for i in range(_count(max_steps, "max_steps")):
+    for i in range(max_steps):
         rate = start + i * step  # not a running sum, which drifts
         if max_rate is not None and rate > max_rate * (1 + 1e-9):  # 0.1 + 2 * 0.1 > 0.3
             break
@@ -175,13 +176,11 @@ def closed(connections: int, duration: float) -> Plan:
     >>> closed(32, 60).closed_duration
     60.0
     """
-    _positive(duration=duration)
-    return Plan(kind="closed", connections=_count(connections), closed_duration=float(duration))
+    _positive(connections=connections, duration=duration)
+    return Plan(kind="closed", connections=connections, closed_duration=float(duration))
 
 
 # --- scenario and mix files ---------------------------------------------------------------------
-
-
 def load_scenario(path: str) -> ScenarioFile:
     """Read and validate a scenario file; raises :class:`ScenarioError` naming ``path``."""
     return load_scenario_text(_read(path), source=path)
@@ -200,14 +199,10 @@ def load_scenario_text(text: str, source: str = "<scenario>") -> ScenarioFile:
     if not isinstance(data, dict):
         raise ScenarioError([f"{source}: top level must be a mapping"])
     model = _validate(_SCENARIO, data, source)
-    if model.requests is None:
-        requests = _requests(
-            source, [_RequestModel(url=model.url)], None, None, "required (or a requests: list)"
-        )
-    else:
-        requests = _requests(
-            source, model.requests, model.url, "requests", "required (no top-level url to default to)"
-        )
+    if (total := sum(s.duration for s in model.stages)) > MAX_DURATION:
+        raise ScenarioError([f"{source}: stages: {format_duration(total)} in total, over the 24h limit"])
+    entries = model.requests or [_RequestModel(url=model.url)]
+    requests = _requests(source, entries, model.url, "requests" if model.requests else None)
     starts = [0.0, *(s.target for s in model.stages)]  # each stage ramps from the previous target
     stages = [Stage(s.duration, start, s.target) for s, start in zip(model.stages, starts, strict=False)]
     name = model.name if model.name is not None else Path(source).stem
@@ -233,7 +228,7 @@ def load_mix_text(text: str, source: str = "<mix>") -> list[RequestSpec]:
     data = _parse(text, source)
     if not isinstance(data, list) or not data:
         raise ScenarioError([f"{source}: top level must be a non-empty list of requests"])
-    return _requests(source, _validate(_MIX, data, source), None, "", "required")
+    return _requests(source, _validate(_MIX, data, source), None, "")
 
 
 # --- internals ----------------------------------------------------------------------------------
@@ -243,19 +238,14 @@ _URL_RE = re.compile(
     r"[Hh][Tt][Tt][Pp]://(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>\d{1,5}))?"
     r"(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?(?:#.*)?"
 )
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110 token: methods and header names
 
 
 def _positive(**values: float) -> None:
     for name, value in values.items():
+        if name in ("connections", "max_steps") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _count(value: int, name: str = "connections") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
-    return value
 
 
 def _hold(duration: float, rate: float) -> Stage:
@@ -266,9 +256,8 @@ def _read(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ScenarioError(
-            [f"{path}: cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})"]
-        ) from None
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ScenarioError([f"{path}: cannot read: {reason}"]) from None
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
 
@@ -289,16 +278,18 @@ def _validate(adapter: TypeAdapter[_T], data: object, source: str) -> _T:
 
 
 def _requests(
-    source: str, entries: Sequence[_RequestModel], default_url: str | None, prefix: str | None, missing: str
-) -> list[RequestSpec]:
-    """The entries as specs. Each needs a url (its own or ``default_url``), all to one host and port
+    source: str, entries: Sequence[_RequestModel], default: str | None, prefix: str | None
+) -> _Specs:
+    """The entries as specs. Each needs a url (its own or ``default``), all to one host and port
     since the generator keeps one connection pool per run. ``prefix`` None: the top-level request."""
     problems, specs, first = [], [], None
     for i, e in enumerate(entries):
-        url = e.url or default_url
+        url = e.url or default
         key = "url" if prefix is None or url is not e.url else f"{prefix}[{i}].url"
         if url is None:
-            problems.append(f"{source}: {key}: {missing}")
+            problems.append(
+                f"{source}: {key}: required" + (" (or a requests: list)" if prefix is None else "")
+            )
             continue
         first = first or parse_url(url)[:2]
         if parse_url(url)[:2] != first:
@@ -311,33 +302,8 @@ def _requests(
     return specs
 
 
-def _matching(pattern: str, reason: str) -> AfterValidator:
-    regex = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not regex.fullmatch(value):
-            raise ValueError(reason.format(value))
-        return value
-
-    return AfterValidator(check)
-
-
-def _check_url(value: str) -> str:
-    parse_url(value)
-    return value
-
-
-def _check_stages(stages: list[_StageModel]) -> list[_StageModel]:
-    total = sum(s.duration for s in stages)
-    if total > MAX_DURATION:
-        raise ValueError(f"the stages last {format_duration(total)} in total, over the 24h limit")
-    return stages
-
-
 _Str = Annotated[str, Field(strict=True)]
-_Url = Annotated[_Str, AfterValidator(_check_url)]
-# The generator encodes a request as latin-1; a line break in a value would split the header.
-_HeaderValue = Annotated[_Str, _matching(r"[\t\x20-\x7e]*", "must be printable ASCII (no line breaks)")]
+_Url = Annotated[_Str, AfterValidator(lambda v: parse_url(v) and v)]  # parse_url raises or is truthy
 _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
@@ -345,8 +311,11 @@ class _RequestModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: _Url | None = None
-    method: Annotated[_Str, _matching(_TOKEN, "invalid method '{}': expected a token such as GET")] = "GET"
-    headers: dict[Annotated[_Str, _matching(_TOKEN, "invalid header name '{}'")], _HeaderValue] = {}
+    method: Annotated[_Str, AfterValidator(_check_method)] = "GET"
+    headers: dict[
+        Annotated[_Str, AfterValidator(_check_header_name)],
+        Annotated[_Str, AfterValidator(_check_header_value)],
+    ] = {}
     body: _Str = ""
     weight: Annotated[_Number, Field(gt=0)] = 1.0
 
@@ -365,9 +334,10 @@ class _ScenarioModel(BaseModel):
     url: _Url | None = None
     requests: Annotated[list[_RequestModel], Field(min_length=1)] | None = None
     connections: Annotated[int, Field(strict=True, ge=1)] = 64
-    stages: Annotated[list[_StageModel], Field(min_length=1), AfterValidator(_check_stages)]
+    stages: Annotated[list[_StageModel], Field(min_length=1)]
     slo: Annotated[_Str, AfterValidator(lambda v: ",".join(o.text for o in parse_slo(v)))] | None = None
 
 
+_Specs = list[RequestSpec]
 _SCENARIO = TypeAdapter(_ScenarioModel)
 _MIX = TypeAdapter(list[_RequestModel])
