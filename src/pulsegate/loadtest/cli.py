@@ -115,7 +115,7 @@ def _requests(args: argparse.Namespace, url: str | None) -> list[RequestSpec]:
     if args.mix is not None:
         try:
             return scenario.load_mix(str(args.mix))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, scenario.ScenarioError) as exc:
             raise UsageError(str(exc)) from None
     assert url is not None
     headers: list[tuple[str, str]] = []
@@ -140,7 +140,7 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, list[RequestSpec], str | None
     if kind == "run":
         try:
             sf = scenario.load_scenario(str(args.file))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, scenario.ScenarioError) as exc:
             raise UsageError(str(exc)) from None
         return sf.plan, sf.requests, args.slo or sf.slo
     if args.connections < 1:

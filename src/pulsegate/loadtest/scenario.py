@@ -1,7 +1,8 @@
 """Load-test scenarios: the rate plans behind ``pulsegate load`` and the YAML scenario file.
 
 :func:`sustained`, :func:`spike`, :func:`stress_steps` and :func:`closed` build the plans of the
-built-in scenarios; :func:`load_scenario` reads a file with k6-like stages::
+built-in scenarios (``ValueError`` for an argument that is not a positive finite number);
+:func:`load_scenario` reads a file with k6-like stages::
 
     name: checkout-ramp                      # default: the file name without its extension
     url: http://127.0.0.1:8080/api/items     # the request, or the default url of `requests:` entries
@@ -21,10 +22,9 @@ Request entries take ``url``, ``method`` (default GET), ``headers`` (a mapping o
 is just such a list. Every problem is one line, ``{file}: {key path}: {reason}``, as in config files.
 
 Example:
-    >>> sc = load_scenario_text("url: http://127.0.0.1:8080/\\nstages: [{duration: 10s, target: 100}]",
-    ...                         source="ramp.yaml")
+    >>> sc = load_scenario("ramp.yaml", text="url: http://h:8080/\\nstages: [{duration: 10s, target: 99}]")
     >>> sc.name, sc.plan.stages, sc.requests[0].method
-    ('ramp', [Stage(duration=10.0, start=0.0, end=100.0)], 'GET')
+    ('ramp', [Stage(duration=10.0, start=0.0, end=99.0)], 'GET')
 """
 
 from __future__ import annotations
@@ -32,32 +32,26 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-# The config loader's YAML reading and error rendering, so that scenario and config problems read
-# alike (line:column for YAML, key paths such as requests[1].url, the same short reasons), and
-# its request checks (methods and header names are RFC 9110 tokens, no CR/LF in header values).
+# The config's YAML reading, error rendering and request checks, so that scenario and config problems
+# read alike (line:column for YAML, key paths such as requests[1].url, the same short reasons).
 from pulsegate.config.loader import ConfigError, _key_path, _parse_yaml, _problem_line, _reason
 from pulsegate.config.model import _check_header_name, _check_header_value, _check_method
 from pulsegate.config.units import Duration, format_duration
-from pulsegate.loadtest.model import Plan, RequestSpec, Stage
+from pulsegate.loadtest.model import Plan, RequestSpec, RequestSpec as Spec, Stage
 from pulsegate.loadtest.slo import parse_slo
 
 MAX_DURATION = 86400.0  # a scenario file's stages may last 24h in total
 _T = TypeVar("_T")
 
 
-class ScenarioError(Exception):
+class ScenarioError(ConfigError, ValueError):
     """A scenario or mix file that cannot be used; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 @dataclass
@@ -83,12 +77,11 @@ def parse_url(url: str) -> tuple[str, int, str, str]:
     ...
     ValueError: invalid URL 'https://example.com/': https is not supported (plain http only)
     """
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    match = _URL_RE.fullmatch(url) if scheme == "http" else None
+    match = _URL_RE.fullmatch(url)
     port = int(match["port"] or 80) if match else 0
     host = (match["host"] or match["ipv6"] or "").lower() if match else ""
     reason = None
-    if scheme == "https":
+    if url[:8].lower() == "https://":
         reason = "https is not supported (plain http only)"
     elif not url.isascii() or _CONTROL_RE.search(url) or " " in url:
         reason = "must be ASCII without spaces or control characters (percent-encode them)"
@@ -108,7 +101,6 @@ def parse_url(url: str) -> tuple[str, int, str, str]:
     return host, port, target, named if port == 80 else f"{named}:{port}"
 
 
-# --- plans of the built-in scenarios (ValueError for a non-positive or non-finite argument) ------
 def sustained(rate: float, duration: float, connections: int) -> Plan:
     """A constant ``rate`` requests/s for ``duration`` seconds.
 
@@ -129,10 +121,8 @@ def spike(
     spike_at: float | None = None,
 ) -> Plan:
     """Baseline ``rate``, then ``rate * factor`` for ``spike_duration`` seconds from ``spike_at``
-    (default ``duration / 3``), then the baseline again until ``duration`` seconds in total.
-
-    Always three stages, none empty: the baseline is what recovery is measured against, and the
-    last stage is the time to recover in.
+    (default ``duration / 3``), then the baseline until ``duration`` seconds in total: always three
+    stages, none empty (a baseline to measure recovery against, and time to recover in).
 
     >>> [(s.duration, s.start) for s in spike(100, 10, 5, 30, 64).stages]
     [(10.0, 100.0), (5.0, 1000.0), (15.0, 100.0)]
@@ -140,10 +130,9 @@ def spike(
     start = duration / 3 if spike_at is None else spike_at
     _positive(rate=rate, factor=factor, spike_duration=spike_duration, duration=duration, spike_at=start)
     _positive(connections=connections)
-    after = duration - start - spike_duration
-    if after <= 0:
+    if (after := duration - start - spike_duration) <= 0:
         raise ValueError(
-            f"the spike ({spike_duration:g}s from {start:g}s) must end before the run ({duration:g}s)"
+            f"the spike ({spike_duration:g}s at {start:g}s) must end before the run ({duration:g}s)"
         )
     stages = [_hold(start, rate), _hold(spike_duration, rate * factor), _hold(after, rate)]
     return Plan(kind="spike", stages=stages, connections=connections)
@@ -161,13 +150,10 @@ def stress_steps(
     _positive(start=start, step=step, step_duration=step_duration, max_steps=max_steps)
     if max_rate is not None and not (math.isfinite(max_rate) and max_rate >= start):
         raise ValueError(f"max_rate must be at least the start rate ({start:g}), got {max_rate!r}")
-    steps: list[Stage] = []
-    for i in range(max_steps):
-        rate = start + i * step  # not a running sum, which drifts
-        if max_rate is not None and rate > max_rate * (1 + 1e-9):  # 0.1 + 2 * 0.1 > 0.3
-            break
-        steps.append(_hold(step_duration, rate if max_rate is None else min(rate, max_rate)))
-    return steps
+    rates = [start + i * step for i in range(max_steps)]  # not a running sum, which drifts
+    if max_rate is not None:  # with slack for rounding: 0.1 + 2 * 0.1 > 0.3
+        rates = [min(rate, max_rate) for rate in rates if rate <= max_rate * (1 + 1e-9)]
+    return [_hold(step_duration, rate) for rate in rates]
 
 
 def closed(connections: int, duration: float) -> Plan:
@@ -180,70 +166,55 @@ def closed(connections: int, duration: float) -> Plan:
     return Plan(kind="closed", connections=connections, closed_duration=float(duration))
 
 
-# --- scenario and mix files ---------------------------------------------------------------------
-def load_scenario(path: str) -> ScenarioFile:
-    """Read and validate a scenario file; raises :class:`ScenarioError` naming ``path``."""
-    return load_scenario_text(_read(path), source=path)
+def load_scenario(path: str, *, text: str | None = None) -> ScenarioFile:
+    """Read and validate a scenario file, or ``text`` when given (``path`` then only names it in
+    messages); raises :class:`ScenarioError`, a ``ValueError`` with one line per problem.
 
-
-def load_scenario_text(text: str, source: str = "<scenario>") -> ScenarioFile:
-    """Validate scenario text; ``source`` names it in messages and gives the default name.
-
-    >>> load_scenario_text("stages: [{duration: 0s, target: -1}]", source="s.yaml")
+    >>> load_scenario("s.yaml", text="stages: [{duration: 0s, target: -1}]")
     Traceback (most recent call last):
     ...
     pulsegate.loadtest.scenario.ScenarioError: s.yaml: stages[0].duration: must be greater than 0
     s.yaml: stages[0].target: must be at least 0
     """
-    data = _parse(text, source)
+    data = _load(path, text)
     if not isinstance(data, dict):
-        raise ScenarioError([f"{source}: top level must be a mapping"])
-    model = _validate(_SCENARIO, data, source)
+        raise ScenarioError([f"{path}: top level must be a mapping"])
+    model = _validate(_SCENARIO, data, path)
     if (total := sum(s.duration for s in model.stages)) > MAX_DURATION:
-        raise ScenarioError([f"{source}: stages: {format_duration(total)} in total, over the 24h limit"])
+        raise ScenarioError([f"{path}: stages: {format_duration(total)} in total, over the 24h limit"])
     entries = model.requests or [_RequestModel(url=model.url)]
-    requests = _requests(source, entries, model.url, "requests" if model.requests else None)
+    requests = _requests(path, entries, model.url, "requests" if model.requests else None)
     starts = [0.0, *(s.target for s in model.stages)]  # each stage ramps from the previous target
     stages = [Stage(s.duration, start, s.target) for s, start in zip(model.stages, starts, strict=False)]
-    name = model.name if model.name is not None else Path(source).stem
     plan = Plan(kind="run", stages=stages, connections=model.connections)
-    return ScenarioFile(plan=plan, requests=requests, slo=model.slo, name=name)
+    return ScenarioFile(plan, requests, model.slo, name=model.name or Path(path).stem)
 
 
-def load_mix(path: str) -> list[RequestSpec]:
-    """Read a weighted request mix: a YAML list of request entries (see the module docstring)."""
-    return load_mix_text(_read(path), source=path)
+def load_mix(path: str, *, text: str | None = None) -> list[RequestSpec]:
+    """Read a weighted request mix, a YAML list of request entries; ``text`` as for :func:`load_scenario`.
 
-
-def load_mix_text(text: str, source: str = "<mix>") -> list[RequestSpec]:
-    """Validate request-mix text; ``source`` names it in messages.
-
-    >>> [(r.method, r.weight) for r in load_mix_text("[{url: 'http://h/', weight: 3}, {url: 'http://h/b'}]")]
-    [('GET', 3.0), ('GET', 1.0)]
-    >>> load_mix_text("- {url: 'http://h/'}\\n- {method: POST}", source="mix.yaml")
+    >>> [(r.method, r.weight) for r in load_mix("mix.yaml", text="[{url: 'http://h/', weight: 3}]")]
+    [('GET', 3.0)]
+    >>> load_mix("mix.yaml", text="- {url: 'http://h/'}\\n- {method: POST, weight: 0}")
     Traceback (most recent call last):
     ...
-    pulsegate.loadtest.scenario.ScenarioError: mix.yaml: [1].url: required
+    pulsegate.loadtest.scenario.ScenarioError: mix.yaml: [1].weight: must be greater than 0
     """
-    data = _parse(text, source)
+    data = _load(path, text)
     if not isinstance(data, list) or not data:
-        raise ScenarioError([f"{source}: top level must be a non-empty list of requests"])
-    return _requests(source, _validate(_MIX, data, source), None, "")
+        raise ScenarioError([f"{path}: top level must be a non-empty list of requests"])
+    return _requests(path, _validate(_MIX, data, path), None, "")
 
-
-# --- internals ----------------------------------------------------------------------------------
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _URL_RE = re.compile(
-    r"[Hh][Tt][Tt][Pp]://(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>\d{1,5}))?"
+    r"(?i:http)://(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+))(?::(?P<port>\d{1,5}))?"
     r"(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?(?:#.*)?"
 )
 
 
 def _positive(**values: float) -> None:
     for name, value in values.items():
-        if name in ("connections", "max_steps") and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
 
@@ -252,20 +223,15 @@ def _hold(duration: float, rate: float) -> Stage:
     return Stage(duration=float(duration), start=float(rate), end=float(rate))
 
 
-def _read(path: str) -> str:
+def _load(path: str, text: str | None) -> object:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return _parse_yaml(Path(path).read_text(encoding="utf-8") if text is None else text, path)
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         raise ScenarioError([f"{path}: cannot read: {reason}"]) from None
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-
-
-def _parse(text: str, source: str) -> object:
-    try:
-        return _parse_yaml(text, source)
-    except ConfigError as exc:
+    except ConfigError as exc:  # invalid YAML, already one line with line:column
         raise ScenarioError(exc.problems) from None
 
 
@@ -278,24 +244,21 @@ def _validate(adapter: TypeAdapter[_T], data: object, source: str) -> _T:
 
 
 def _requests(
-    source: str, entries: Sequence[_RequestModel], default: str | None, prefix: str | None
-) -> _Specs:
+    source: str, entries: list[_RequestModel], default: str | None, prefix: str | None
+) -> list[Spec]:
     """The entries as specs. Each needs a url (its own or ``default``), all to one host and port
     since the generator keeps one connection pool per run. ``prefix`` None: the top-level request."""
     problems, specs, first = [], [], None
     for i, e in enumerate(entries):
         url = e.url or default
         key = "url" if prefix is None or url is not e.url else f"{prefix}[{i}].url"
+        where = f"{source}: {key}"
         if url is None:
-            problems.append(
-                f"{source}: {key}: required" + (" (or a requests: list)" if prefix is None else "")
-            )
+            problems.append(f"{where}: required" + (" (or a requests: list)" if prefix is None else ""))
             continue
         first = first or parse_url(url)[:2]
         if parse_url(url)[:2] != first:
-            problems.append(
-                f"{source}: {key}: all requests must go to one host and port ({first[0]}:{first[1]})"
-            )
+            problems.append(f"{where}: not the host and port of the first request ({first[0]}:{first[1]})")
         specs.append(RequestSpec(url, e.method.upper(), list(e.headers.items()), e.body.encode(), e.weight))
     if problems:
         raise ScenarioError(problems)
@@ -305,31 +268,27 @@ def _requests(
 _Str = Annotated[str, Field(strict=True)]
 _Url = Annotated[_Str, AfterValidator(lambda v: parse_url(v) and v)]  # parse_url raises or is truthy
 _Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_HeaderName = Annotated[_Str, AfterValidator(_check_header_name)]
 
 
-class _RequestModel(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class _RequestModel(_Model):
     url: _Url | None = None
     method: Annotated[_Str, AfterValidator(_check_method)] = "GET"
-    headers: dict[
-        Annotated[_Str, AfterValidator(_check_header_name)],
-        Annotated[_Str, AfterValidator(_check_header_value)],
-    ] = {}
+    headers: dict[_HeaderName, Annotated[_Str, AfterValidator(_check_header_value)]] = {}
     body: _Str = ""
     weight: Annotated[_Number, Field(gt=0)] = 1.0
 
 
-class _StageModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _StageModel(_Model):
     duration: Annotated[Duration, Field(gt=0)]
     target: Annotated[_Number, Field(ge=0)]
 
 
-class _ScenarioModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _ScenarioModel(_Model):
     name: Annotated[_Str, Field(min_length=1)] | None = None
     url: _Url | None = None
     requests: Annotated[list[_RequestModel], Field(min_length=1)] | None = None
@@ -338,6 +297,5 @@ class _ScenarioModel(BaseModel):
     slo: Annotated[_Str, AfterValidator(lambda v: ",".join(o.text for o in parse_slo(v)))] | None = None
 
 
-_Specs = list[RequestSpec]
 _SCENARIO = TypeAdapter(_ScenarioModel)
 _MIX = TypeAdapter(list[_RequestModel])

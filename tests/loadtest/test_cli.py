@@ -1,0 +1,121 @@
+"""``pulsegate load`` as operators run it: a real subprocess against a real local server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pulsegate.origin import Reply, Request
+from tests.runtime.gateway_process import origin_thread
+
+
+def ok(req: Request) -> Reply:
+    return Reply(200, body=b"ok")
+
+
+def load(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulsegate", "load", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(60)
+def test_sustained_run_writes_reports_and_gates_on_the_slo(tmp_path: Path) -> None:
+    with origin_thread(ok) as target:
+        url = f"http://{target}/x"
+        good = load("sustained", url, "--rate", "100", "--duration", "2s", "--processes", "1",
+                    "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"),
+                    "--slo", "p99<500ms,errors<1%")  # fmt: skip
+        assert good.returncode == 0, good.stderr
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["schema"] == 1 and report["scenario"] == "sustained"
+        assert report["requests"] == 200 and report["errors"] == {}
+        assert report["rate_target"] == 100.0 and len(report["timeline"]) == 2
+        assert set(report["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
+        assert report["slo"] == {"p99<500ms": True, "errors<1%": True}
+        assert "<svg" in (tmp_path / "r.html").read_text()
+        assert "p99" in good.stdout and "PASS" in good.stdout
+        missed = load("sustained", url, "--rate", "50", "--duration", "1s", "--processes", "1",
+                      "--slo", "p50<1us")  # fmt: skip
+        assert missed.returncode == 1, missed.stderr
+        assert "FAIL" in missed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sustained", "ftp://127.0.0.1/", "--rate", "10"], "invalid URL"),
+        (["sustained", "http://127.0.0.1:1/", "--rate", "10", "--slo", "p99<<3"], "invalid SLO"),
+        (["sustained", "http://127.0.0.1:1/", "--rate", "10", "--duration", "soon"], "--duration"),
+        (["closed", "http://10.1.2.3:80/"], "not a loopback address"),
+        (["sustained", "http://127.0.0.1:1/", "--rate", "10", "-H", "nocolon"], "-H"),
+        (["run", "/nonexistent/scenario.yaml"], "nonexistent"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    res = load(*args, timeout=30)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert res.stdout == ""
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_and_prints_the_partial_report(tmp_path: Path) -> None:
+    served = threading.Event()
+    count = [0]
+
+    def counting(req: Request) -> Reply:
+        count[0] += 1
+        if count[0] == 150:
+            served.set()  # well into the run: time to interrupt it
+        return Reply(200, body=b"ok")
+
+    with origin_thread(counting) as target:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pulsegate", "load", "sustained", f"http://{target}/", "--rate", "100",
+             "--duration", "60s", "--processes", "1", "--json", str(tmp_path / "r.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert served.wait(30)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] is True
+    assert 150 <= report["requests"] <= 400
+    assert "requests" in out
+
+
+@pytest.mark.timeout(90)
+def test_stress_finds_the_knee() -> None:
+    """A server that serves one request at a time (5 ms each): about 200/s at most, so a ramp of
+    50, 100, 150, ... with p99<50ms breaks somewhere above 100 and below 400."""
+    import asyncio
+
+    lock = asyncio.Lock()
+
+    async def serial(req: Request) -> Reply:
+        async with lock:
+            await asyncio.sleep(0.005)
+        return Reply(200, body=b"ok")
+
+    with origin_thread(serial) as target:
+        res = load("stress", f"http://{target}/", "--start", "50", "--step", "50", "--step-duration", "2s",
+                   "--max-steps", "8", "--processes", "1", "--slo", "p99<50ms", "--json", "/dev/stdout",
+                   "--quiet", timeout=80)  # fmt: skip
+    assert res.returncode == 1  # the SLO broke at the last step
+    report = json.loads(res.stdout[res.stdout.index('{"schema"') :])
+    assert report["knee_rate"] is not None and 100 <= report["knee_rate"] < 400, report["steps"]
+    assert report["broke_at"] == report["knee_rate"] + 50
+    assert [s["ok"] for s in report["steps"]][-1] is False
