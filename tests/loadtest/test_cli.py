@@ -119,3 +119,59 @@ def test_stress_finds_the_knee() -> None:
     assert report["knee_rate"] is not None and 100 <= report["knee_rate"] < 400, report["steps"]
     assert report["broke_at"] == report["knee_rate"] + 50
     assert [s["ok"] for s in report["steps"]][-1] is False
+
+
+@pytest.mark.timeout(60)
+def test_scenario_file_with_stages_and_a_weighted_mix(tmp_path: Path) -> None:
+    seen: dict[str, int] = {}
+
+    def record(req: Request) -> Reply:
+        path = req.path.decode()
+        seen[path] = seen.get(path, 0) + 1
+        return Reply(200, body=b"ok")
+
+    with origin_thread(record) as target:
+        (tmp_path / "s.yaml").write_text(
+            f"""
+name: ramp-and-hold
+url: http://{target}/a
+requests:
+  - {{url: http://{target}/a, weight: 3}}
+  - {{url: http://{target}/b, method: POST, body: hello, weight: 1}}
+connections: 8
+stages:
+  - {{duration: 1s, target: 200}}
+  - {{duration: 1s, target: 200}}
+slo: "errors<1%"
+"""
+        )
+        res = load("run", str(tmp_path / "s.yaml"), "--processes", "1", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["scenario"] == "run" and report["slo"] == {"errors<1%": True}
+    # A ramp 0 -> 200/s over 1 s (100 requests) and a hold at 200/s (200 requests).
+    assert report["requests"] == pytest.approx(300, abs=3)
+    assert seen["/a"] + seen["/b"] == report["requests"]
+    assert 0.65 <= seen["/a"] / report["requests"] <= 0.85  # weights 3:1
+
+
+@pytest.mark.timeout(60)
+def test_a_generator_that_cannot_keep_the_rate_says_so(tmp_path: Path) -> None:
+    """Two connections to a 50 ms upstream carry 40 requests/s at most: asked for 200/s, the run
+    reports late sends and a lower achieved rate instead of quietly sending less."""
+    import asyncio
+
+    async def slow(req: Request) -> Reply:
+        await asyncio.sleep(0.05)
+        return Reply(200, body=b"ok")
+
+    with origin_thread(slow) as target:
+        res = load("sustained", f"http://{target}/", "--rate", "200", "--duration", "2s",
+                   "--connections", "2", "--processes", "1", "--timeout", "20s",
+                   "--json", str(tmp_path / "r.json"))  # fmt: skip
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["late_sends"] + report["missed_sends"] > 100, report
+    assert report["rate_achieved"] < 0.6 * report["rate_target"]
+    # Latency counts from the planned send time: the queue's wait is in it.
+    assert report["latency_ms"]["p50"] > 200
+    assert "late sends" in res.stdout

@@ -35,6 +35,8 @@ from pulsegate.metrics.histogram import Histogram
 
 #: A send this late (seconds after its intended time) counts as late.
 LATE_AFTER = 0.010
+#: Time resolution of the rate plan (the rate is taken as constant over each step).
+RATE_STEP = 0.001
 #: How often in-flight requests are checked against the timeout.
 SWEEP_EVERY = 0.05
 
@@ -304,18 +306,33 @@ class Generator:
         try:
             await asyncio.sleep(max(0.0, start - monotonic()))
             duration = plan.duration
-            t = 0.0  # intended time of the next send, seconds into the run
-            while t < duration - 1e-9 and not self.stopping:  # 1e-9: float steps must not add a send
+            # Sends follow the integral of the rate: a request is due each time one more request's
+            # worth of "credit" has accrued, so ramps starting at 0/s and fast changes come out
+            # right (stepping by 1/rate would stall on a rate near 0).
+            t = 0.0  # seconds into the run
+            credit = 1.0 if plan.rate_at(0.0) > 0 else 0.0
+            burst = 0
+            while t < duration - 1e-9 and not self.stopping:
                 rate = plan.rate_at(t) * share
-                if rate <= 0:
-                    t += 0.001  # nothing planned here: step over the quiet stretch
+                if rate > 0 and credit >= 1.0 - 1e-9:
+                    intended = start + t
+                    delay = intended - monotonic()
+                    burst += 1
+                    if delay > 0.0005:
+                        await asyncio.sleep(delay)
+                        burst = 0
+                    elif burst >= 64:
+                        await asyncio.sleep(0)  # behind schedule: still let responses in
+                        burst = 0
+                    self._dispatch(intended)
+                    credit -= 1.0
                     continue
-                intended = start + t
-                delay = intended - monotonic()
-                if delay > 0.0005:
-                    await asyncio.sleep(delay)
-                self._dispatch(intended)
-                t += 1.0 / rate
+                if rate > 0 and (1.0 - credit) / rate <= RATE_STEP:
+                    t += (1.0 - credit) / rate
+                    credit = 1.0
+                    continue
+                credit += rate * RATE_STEP
+                t += RATE_STEP
         finally:
             await self._finish(sweeper)
         return self.seconds

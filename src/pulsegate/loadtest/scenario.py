@@ -43,7 +43,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pulsegate.config.loader import ConfigError, _key_path, _parse_yaml, _problem_line, _reason
 from pulsegate.config.model import _check_header_name, _check_header_value, _check_method
 from pulsegate.config.units import Duration, format_duration
-from pulsegate.loadtest.model import Plan, RequestSpec, RequestSpec as Spec, Stage
+from pulsegate.loadtest.model import Plan, RequestSpec, Stage
 from pulsegate.loadtest.slo import parse_slo
 
 MAX_DURATION = 86400.0  # a scenario file's stages may last 24h in total
@@ -182,7 +182,7 @@ def load_scenario(path: str, *, text: str | None = None) -> ScenarioFile:
     model = _validate(_SCENARIO, data, path)
     if (total := sum(s.duration for s in model.stages)) > MAX_DURATION:
         raise ScenarioError([f"{path}: stages: {format_duration(total)} in total, over the 24h limit"])
-    entries = model.requests or [_RequestModel(url=model.url)]
+    entries = model.requests or [_Request(url=model.url)]
     requests = _requests(path, entries, model.url, "requests" if model.requests else None)
     starts = [0.0, *(s.target for s in model.stages)]  # each stage ramps from the previous target
     stages = [Stage(s.duration, start, s.target) for s, start in zip(model.stages, starts, strict=False)]
@@ -201,8 +201,6 @@ def load_mix(path: str, *, text: str | None = None) -> list[RequestSpec]:
     pulsegate.loadtest.scenario.ScenarioError: mix.yaml: [1].weight: must be greater than 0
     """
     data = _load(path, text)
-    if not isinstance(data, list) or not data:
-        raise ScenarioError([f"{path}: top level must be a non-empty list of requests"])
     return _requests(path, _validate(_MIX, data, path), None, "")
 
 
@@ -244,13 +242,13 @@ def _validate(adapter: TypeAdapter[_T], data: object, source: str) -> _T:
 
 
 def _requests(
-    source: str, entries: list[_RequestModel], default: str | None, prefix: str | None
-) -> list[Spec]:
-    """The entries as specs. Each needs a url (its own or ``default``), all to one host and port
+    source: str, entries: list[_Request], fallback: str | None, prefix: str | None
+) -> list[RequestSpec]:
+    """The entries as specs. Each needs a url (its own or ``fallback``), all to one host and port
     since the generator keeps one connection pool per run. ``prefix`` None: the top-level request."""
     problems, specs, first = [], [], None
     for i, e in enumerate(entries):
-        url = e.url or default
+        url = e.url or fallback
         key = "url" if prefix is None or url is not e.url else f"{prefix}[{i}].url"
         where = f"{source}: {key}"
         if url is None:
@@ -275,7 +273,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class _RequestModel(_Model):
+class _Request(_Model):
     url: _Url | None = None
     method: Annotated[_Str, AfterValidator(_check_method)] = "GET"
     headers: dict[_HeaderName, Annotated[_Str, AfterValidator(_check_header_value)]] = {}
@@ -283,19 +281,19 @@ class _RequestModel(_Model):
     weight: Annotated[_Number, Field(gt=0)] = 1.0
 
 
-class _StageModel(_Model):
+class _Stage(_Model):
     duration: Annotated[Duration, Field(gt=0)]
     target: Annotated[_Number, Field(ge=0)]
 
 
-class _ScenarioModel(_Model):
+class _Scenario(_Model):
     name: Annotated[_Str, Field(min_length=1)] | None = None
     url: _Url | None = None
-    requests: Annotated[list[_RequestModel], Field(min_length=1)] | None = None
+    requests: Annotated[list[_Request], Field(min_length=1)] | None = None
     connections: Annotated[int, Field(strict=True, ge=1)] = 64
-    stages: Annotated[list[_StageModel], Field(min_length=1)]
+    stages: Annotated[list[_Stage], Field(min_length=1)]
     slo: Annotated[_Str, AfterValidator(lambda v: ",".join(o.text for o in parse_slo(v)))] | None = None
 
 
-_SCENARIO = TypeAdapter(_ScenarioModel)
-_MIX = TypeAdapter(list[_RequestModel])
+_SCENARIO = TypeAdapter(_Scenario)
+_MIX: TypeAdapter[list[_Request]] = TypeAdapter(Annotated[list[_Request], Field(min_length=1)])

@@ -55,7 +55,7 @@ _WRITTEN_METRICS = (*LATENCY_METRICS, "errors", "rate")  # what a user may write
 _ALIASES = {"p99.9": "p999"}
 # Deliberately loose: a clause that splits into these three parts gets a specific complaint about
 # the part that is wrong, rather than a generic "syntax error".
-_CLAUSE_RE = re.compile(r"\s*([A-Za-z][A-Za-z0-9.]*)\s*([<>=!]*)\s*(.*?)\s*", re.DOTALL)
+_CLAUSE_RE = re.compile(r"\s*([A-Za-z][\w.-]*)\s*([<>=!]*)\s*(.*?)\s*", re.DOTALL)
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _COUNT_RE = re.compile(r"\+?\d+")
 _FORM = "expected <metric><op><value>, e.g. p99<10ms"
