@@ -180,7 +180,8 @@ def main(args: argparse.Namespace) -> int:
     except (UsageError, ValueError) as exc:
         print(f"pulsegate load: {exc}", file=sys.stderr)
         return 2
-    progress = None if args.quiet else live.Progress()
+    total = plan.duration if plan is not None else None
+    progress = None if args.quiet else live.Progress(total)
     try:
         if args.scenario == "stress":
             result = _stress(args, requests, objectives, timeout, progress)

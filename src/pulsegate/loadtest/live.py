@@ -35,14 +35,13 @@ class Progress:
         last = int(elapsed) - 1
         cs = seconds.get(last)
         errors = sum(sum(c.errors.values()) for c in seconds.values())
-        rate = (cs.ok + sum(cs.errors.values())) if cs is not None else 0
+        rate = cs.sent if cs is not None else 0  # sends of the last complete second
         p50 = p99 = 0.0
         if cs is not None and cs.hist:
             p50, p99 = percentiles(cs.hist, [50, 99])
-        line = (
-            f"{max(0.0, elapsed):6.1f}s  {rate:>8,} req/s  p50 {p50 / 1000:7.2f} ms  p99 {p99 / 1000:7.2f} ms"
-        )
-        self._live.update(Text(f"{line}  errors {errors:,}"), refresh=True)
+        clock = f"{max(0.0, elapsed):6.1f}s" + (f" / {self.total:.0f}s" if self.total else "")
+        line = f"{clock}  {rate:>8,} req/s  p50 {p50 / 1000:7.2f} ms"
+        self._live.update(Text(f"{line}  p99 {p99 / 1000:7.2f} ms  errors {errors:,}"), refresh=True)
 
     def close(self) -> None:
         if self._live is not None:
