@@ -60,6 +60,11 @@ def test_sustained_run_writes_reports_and_gates_on_the_slo(tmp_path: Path) -> No
         (["closed", "http://10.1.2.3:80/"], "not a loopback address"),
         (["sustained", "http://127.0.0.1:1/", "--rate", "10", "-H", "nocolon"], "-H"),
         (["run", "/nonexistent/scenario.yaml"], "nonexistent"),
+        (
+            ["stress", "http://127.0.0.1:1/", "--start", "10", "--step", "5", "--error-threshold", "0.5"],
+            "SLO",
+        ),
+        (["stress", "http://127.0.0.1:1/", "--start", "10", "--step", "5", "--max-rate", "5"], "max_rate"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pulsegate.config.units import parse_duration
 from pulsegate.loadtest import analysis, live, report, scenario
-from pulsegate.loadtest.model import Plan, RequestSpec, Result, StressStep
+from pulsegate.loadtest.model import Plan, RequestSpec, Result, Stage, StressStep
 from pulsegate.loadtest.runner import Job, execute, summarize
 from pulsegate.loadtest.slo import Objective, evaluate, parse_slo
 
@@ -167,9 +167,13 @@ def main(args: argparse.Namespace) -> int:
     """Run ``pulsegate load ...``; returns the exit status."""
     try:
         objectives: list[Objective] = parse_slo(args.slo) if args.slo else []
+        threshold: list[Objective] = []
         if args.scenario == "stress":
             requests = _requests(args, args.url)
             plan = None
+            threshold = parse_slo(f"errors<{args.error_threshold}")
+            step_s = _duration(args.step_duration, "step-duration")
+            stages = scenario.stress_steps(args.start, args.step, step_s, args.max_rate, args.max_steps)
         else:
             plan, requests, slo_text = _plan(args)
             if slo_text and not objectives:
@@ -184,7 +188,9 @@ def main(args: argparse.Namespace) -> int:
     progress = None if args.quiet else live.Progress(total)
     try:
         if args.scenario == "stress":
-            result = _stress(args, requests, objectives, timeout, progress)
+            result = _stress(
+                args, requests, stages, objectives + threshold, timeout=timeout, progress=progress
+            )
         else:
             assert plan is not None
             job = Job(plan=plan, requests=requests, timeout=timeout)
@@ -214,13 +220,12 @@ def main(args: argparse.Namespace) -> int:
 def _stress(
     args: argparse.Namespace,
     requests: list[RequestSpec],
+    stages: list[Stage],
     objectives: list[Objective],
+    *,
     timeout: float,
     progress: live.Progress | None,
 ) -> Result:
-    step_s = _duration(args.step_duration, "step-duration")
-    stages = scenario.stress_steps(args.start, args.step, step_s, args.max_rate, args.max_steps)
-    threshold = parse_slo(f"errors<{args.error_threshold}")
     steps: list[StressStep] = []
     results: list[Result] = []
     offset = 0
@@ -230,7 +235,7 @@ def _stress(
         run = execute(job, args.processes, progress.update if progress is not None else None)
         res = summarize(job, run, t_offset=offset)
         offset += len(res.timeline)
-        checks = evaluate([*objectives, *threshold], res)
+        checks = evaluate(objectives, res)
         errors = sum(res.errors.values())
         steps.append(
             StressStep(

@@ -249,7 +249,7 @@ def _requests(
     problems, specs, first = [], [], None
     for i, e in enumerate(entries):
         url = e.url or fallback
-        key = "url" if prefix is None or url is not e.url else f"{prefix}[{i}].url"
+        key = f"{prefix}[{i}].url" if prefix is not None and (e.url or not fallback) else "url"
         where = f"{source}: {key}"
         if url is None:
             problems.append(f"{where}: required" + (" (or a requests: list)" if prefix is None else ""))

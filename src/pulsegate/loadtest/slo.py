@@ -57,7 +57,7 @@ _ALIASES = {"p99.9": "p999"}
 # the part that is wrong, rather than a generic "syntax error".
 _CLAUSE_RE = re.compile(r"\s*([A-Za-z][\w.-]*)\s*([<>=!]*)\s*(.*?)\s*", re.DOTALL)
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_COUNT_RE = re.compile(r"\+?\d+")
+_COUNT_RE = re.compile(r"\d+")
 _FORM = "expected <metric><op><value>, e.g. p99<10ms"
 
 
