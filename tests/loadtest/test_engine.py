@@ -4,6 +4,8 @@ stall that a closed-model tool hides (coordinated omission), and spike recovery 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 
 import pytest
@@ -94,3 +96,100 @@ def test_spike_recovery_is_detected() -> None:
     during = max(s.p99_ms for s in result.timeline if start <= s.t < end)
     before = max(s.p99_ms for s in result.timeline if 1 <= s.t < start)
     assert during > 10 * before
+
+
+def _raw_server(answer: bytes, delay: float = 0.0) -> tuple[socket.socket, threading.Thread, str]:
+    """A thread serving one canned answer per request on each connection, then closing when the
+    answer says so (an HTTP/1.0-style server when it has no Content-Length)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    time.sleep(delay)
+                    conn.sendall(answer)
+                    if b"Content-Length" not in answer:
+                        return  # the close ends the body
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    thread.stop = stop  # type: ignore[attr-defined]
+    return listener, thread, f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _stop(listener: socket.socket, thread: threading.Thread) -> None:
+    thread.stop.set()  # type: ignore[attr-defined]
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.timeout(30)
+def test_http10_answers_ended_by_close_are_successes() -> None:
+    listener, thread, target = _raw_server(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")
+    try:
+        job = Job(plan=scenario.sustained(50, 1.0, 4), requests=[RequestSpec(f"http://{target}/")])
+        result = summarize(job, execute(job, processes=1))
+    finally:
+        _stop(listener, thread)
+    assert result.errors == {} and result.ok == 50
+
+
+@pytest.mark.timeout(30)
+def test_requests_still_queued_at_the_end_are_reported_not_dropped() -> None:
+    """One connection to a 200 ms server cannot carry 50/s: what is still waiting when the run
+    ends is counted (as unsent, with its wait in the latency), so requests + missed = planned."""
+    listener, thread, target = _raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", delay=0.2)
+    try:
+        job = Job(
+            plan=scenario.sustained(50, 2.0, 1), requests=[RequestSpec(f"http://{target}/")], timeout=1.0
+        )
+        result = summarize(job, execute(job, processes=1))
+    finally:
+        _stop(listener, thread)
+    assert result.requests + result.missed_sends == 100, result
+    assert result.errors.get("unsent", 0) + result.errors.get("timeout", 0) > 50
+    assert result.latency_ms.p99 >= 1000  # the waits are in the tail
+
+
+@pytest.mark.timeout(30)
+def test_low_rates_over_several_processes_keep_the_plan() -> None:
+    with origin_thread(sleepy) as target:
+        job = Job(plan=scenario.sustained(2, 3.0, 4), requests=[RequestSpec(f"http://{target}/")])
+        result = summarize(job, execute(job, processes=2))
+    assert result.requests == 6 and result.duration_s == 3.0
+    assert result.rate_achieved == pytest.approx(2.0)
+
+
+@pytest.mark.timeout(30)
+def test_head_requests_in_the_closed_model_are_timed_per_answer() -> None:
+    listener, thread, target = _raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", delay=0.01)
+    try:
+        job = Job(plan=scenario.closed(1, 1.0), requests=[RequestSpec(f"http://{target}/", method="HEAD")])
+        result = summarize(job, execute(job, processes=1))
+    finally:
+        _stop(listener, thread)
+    # One connection to a 10 ms server: at most about 100 answers, none faster than the server.
+    assert 20 <= result.requests <= 105, result.requests
+    assert result.latency_ms.p50 >= 9.5

@@ -3,7 +3,7 @@ and the knee of a stress ramp.
 
 Example:
     >>> from pulsegate.loadtest.model import Second
-    >>> tl = [Second(t=t, p99_ms=p, sent=100) for t, p in enumerate([2, 2, 2, 9, 9, 6, 2.1, 2])]
+    >>> tl = [Second(t=t, p99_ms=p, sent=100, ok=100) for t, p in enumerate([2, 2, 2, 9, 9, 6, 2.1, 2])]
     >>> spike_recovery(tl, spike_start=3, spike_end=5)
     1.0
 """
@@ -43,7 +43,8 @@ def spike_recovery(timeline: Sequence[Second], spike_start: int, spike_end: int)
         return None
     bound = base * RECOVERY_FACTOR + RECOVERY_SLACK_MS
     for s in timeline:
-        if s.t >= spike_end and s.sent and s.p99_ms <= bound:
+        # Answers, mostly good ones, and fast: a second of only errors is not a recovery.
+        if s.t >= spike_end and s.ok and s.errors <= s.ok * 0.01 and s.p99_ms <= bound:
             return float(s.t - spike_end)
     return None
 

@@ -18,10 +18,11 @@ import socket
 import sys
 from pathlib import Path
 
+from pulsegate.config.model import _check_header_name, _check_header_value, _check_method
 from pulsegate.config.units import parse_duration
 from pulsegate.loadtest import analysis, live, report, scenario
 from pulsegate.loadtest.model import Plan, RequestSpec, Result, Stage, StressStep
-from pulsegate.loadtest.runner import Job, execute, summarize
+from pulsegate.loadtest.runner import GeneratorFailed, Job, execute, summarize, targets_for
 from pulsegate.loadtest.slo import Objective, evaluate, parse_slo
 
 #: Stress stops stepping up once more than this share of a step's requests failed (with no
@@ -123,7 +124,10 @@ def _requests(args: argparse.Namespace, url: str | None) -> list[RequestSpec]:
         name, sep, value = h.partition(":")
         if not sep or not name.strip():
             raise UsageError(f"-H: expected 'Name: value', got '{h}'")
-        headers.append((name.strip(), value.strip()))
+        try:
+            headers.append((_check_header_name(name.strip()), _check_header_value(value.strip())))
+        except ValueError as exc:
+            raise UsageError(f"-H: {exc}") from None
     body = b""
     if args.body is not None:
         body = args.body.encode()
@@ -132,7 +136,11 @@ def _requests(args: argparse.Namespace, url: str | None) -> list[RequestSpec]:
             body = args.body_file.read_bytes()
         except OSError as exc:
             raise UsageError(f"--body-file: {exc.strerror or exc}: {args.body_file}") from None
-    return [RequestSpec(url=url, method=args.method.upper(), headers=headers, body=body)]
+    try:
+        method = _check_method(args.method)
+    except ValueError as exc:
+        raise UsageError(f"--method: {exc}") from None
+    return [RequestSpec(url=url, method=method, headers=headers, body=body)]
 
 
 def _plan(args: argparse.Namespace) -> tuple[Plan, list[RequestSpec], str | None]:
@@ -143,8 +151,6 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, list[RequestSpec], str | None
         except (OSError, ValueError, scenario.ScenarioError) as exc:
             raise UsageError(str(exc)) from None
         return sf.plan, sf.requests, args.slo or sf.slo
-    if args.connections < 1:
-        raise UsageError("--connections: must be at least 1")
     requests = _requests(args, args.url)
     if kind == "closed":
         return scenario.closed(args.connections, _duration(args.duration, "duration")), requests, args.slo
@@ -166,6 +172,8 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, list[RequestSpec], str | None
 def main(args: argparse.Namespace) -> int:
     """Run ``pulsegate load ...``; returns the exit status."""
     try:
+        if args.connections < 1:
+            raise UsageError("--connections: must be at least 1")
         objectives: list[Objective] = parse_slo(args.slo) if args.slo else []
         threshold: list[Objective] = []
         if args.scenario == "stress":
@@ -180,7 +188,13 @@ def main(args: argparse.Namespace) -> int:
                 objectives = parse_slo(slo_text)
         for r in requests:
             check_target(r.url, args.allow_remote)
+        targets_for(requests)  # one host and port, encodable headers
         timeout = _duration(args.timeout, "timeout")
+        if args.processes < 0:
+            raise UsageError("--processes: must be 0 (one per CPU) or more")
+        for flag, path in (("--json", args.json), ("--html", args.html)):
+            if path is not None and not path.parent.is_dir():
+                raise UsageError(f"{flag}: no such directory: {path.parent}")
     except (UsageError, ValueError) as exc:
         print(f"pulsegate load: {exc}", file=sys.stderr)
         return 2
@@ -202,6 +216,9 @@ def main(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"pulsegate load: {exc}", file=sys.stderr)
         return 2
+    except GeneratorFailed as exc:
+        print(f"pulsegate load: {exc}", file=sys.stderr)
+        return 1
     finally:
         if progress is not None:
             progress.close()
@@ -246,10 +263,15 @@ def _stress(
                 ok=all(checks.values()) and not run.interrupted,
             )
         )
+        if run.interrupted:
+            steps.pop()  # a step cut short says nothing about its rate
+            results.append(res)
+            break
         results.append(res)
-        if not steps[-1].ok or run.interrupted:
+        if not steps[-1].ok:
             break
     merged = analysis.merge_results(results)
+    merged.rate_target = None  # one per step (see steps), not one for the ramp
     merged.steps = steps
     merged.knee_rate, merged.broke_at = analysis.knee(steps)
     return merged

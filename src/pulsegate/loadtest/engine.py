@@ -70,6 +70,29 @@ class SecondStats:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
+class _Sink:
+    """The callbacks of one response parser. A parser replaced mid-callback (after a HEAD answer)
+    may still report the rest of its input; its sink is then stale and ignored."""
+
+    __slots__ = ("conn", "gen")
+
+    def __init__(self, conn: Connection, gen: int) -> None:
+        self.conn = conn
+        self.gen = gen
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.gen == self.conn.parser_gen and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.conn.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.gen == self.conn.parser_gen:
+            self.conn.on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self.gen == self.conn.parser_gen:
+            self.conn.on_message_complete()
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time."""
 
@@ -77,21 +100,33 @@ class Connection(asyncio.Protocol):
         self.gen = gen
         self.target = target
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser_gen = 0
+        self.parser = httptools.HttpResponseParser(_Sink(self, 0))
+        self.fresh_parser = False
         self.busy = False
         self.intended = 0.0
         self.sent_at = 0.0
         self.status = 0
+        #: The answer has a Content-Length or is chunked (else it ends when the server closes).
+        self.framed = False
         self.closed = False
 
+    def _new_parser(self) -> None:
+        self.parser_gen += 1
+        self.parser = httptools.HttpResponseParser(_Sink(self, self.parser_gen))
+
     def fire(self, target: Target, intended: float, now: float) -> None:
+        if target.head_only or self.fresh_parser:
+            # A HEAD answer has no body but llhttp cannot know: parse each one, and whatever
+            # follows it, with a parser of its own.
+            self._new_parser()
+        self.fresh_parser = target.head_only
         self.busy = True
         self.target = target
         self.intended = intended
         self.sent_at = now
         self.status = 0
-        if target.head_only:
-            self.parser = httptools.HttpResponseParser(self)  # HEAD answers carry no body
+        self.framed = False
         assert self.transport is not None
         self.transport.write(target.data)
 
@@ -115,7 +150,8 @@ class Connection(asyncio.Protocol):
         if not self.busy:
             return
         self.busy = False
-        if self.parser.should_keep_alive():
+        keep = self.parser.should_keep_alive()
+        if keep:
             self.gen.finished(self, self.status)
             return
         self.closed = True  # not reusable: the generator must not send on it again
@@ -125,6 +161,11 @@ class Connection(asyncio.Protocol):
         self.gen.lost(self)
 
     def eof_received(self) -> bool | None:
+        if self.busy and self.status and not self.framed and not self.target.head_only:
+            # An HTTP/1.0-style answer: its body ends with the connection.
+            self.busy = False
+            self.closed = True
+            self.gen.finished(self, self.status)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -182,6 +223,7 @@ class Generator:
         self.closed_model = False
         self.stopping = False
         self._drained: asyncio.Event = asyncio.Event()
+        self._stop_event: asyncio.Event = asyncio.Event()
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -211,7 +253,12 @@ class Generator:
         self._release(conn)
 
     def failed(self, conn: Connection, kind: str) -> None:
-        self._second(conn.intended).error(kind)
+        st = self._second(conn.intended)
+        st.error(kind)
+        if kind == "timeout":
+            # The wait is part of the latency: a server that stalls past the timeout must not
+            # leave the percentiles looking healthy.
+            st.hist.record(int((monotonic() - conn.intended) * 1_000_000))
         self.in_flight -= 1
         self._maybe_drained()
 
@@ -221,8 +268,9 @@ class Generator:
         self.all.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
-        if not self.stopping and (self.closed_model or self.queue):
-            self._open()  # keep the connection count (the server closed one)
+        if self.queue or (self.closed_model and not self.stopping):
+            self._open()  # keep the connection count (the server closed one); queued requests
+            # are still served while the run drains
 
     def _release(self, conn: Connection) -> None:
         self.in_flight -= 1
@@ -239,13 +287,14 @@ class Generator:
         self._maybe_drained()
 
     def _maybe_drained(self) -> None:
-        if self.stopping and self.in_flight == 0:
+        if self.stopping and self.in_flight == 0 and not self.queue:
             self._drained.set()
 
     def _fire(self, conn: Connection, intended: float) -> None:
         now = monotonic()
         st = self._second(intended)
-        st.sent += 1
+        if self.closed_model:
+            st.sent += 1  # (open model: counted when due, in _dispatch)
         if now - intended > LATE_AFTER:
             st.late += 1
         self.in_flight += 1
@@ -275,7 +324,7 @@ class Generator:
                 self._open()
             return
         self.opening -= 1
-        if self.stopping:
+        if self.stopping and not self.queue:
             conn.close()
             return
         self.all.add(conn)
@@ -297,29 +346,48 @@ class Generator:
 
     # -- the two models -----------------------------------------------------------------------
 
-    async def run_open(self, plan: Plan, share: float, start: float) -> dict[int, SecondStats]:
-        """Send ``share`` of ``plan``'s rate starting at loop time ``start``."""
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when stopped (Ctrl-C)."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), seconds)
+            except TimeoutError:
+                pass
+
+    async def run_open(
+        self, plan: Plan, share: float, start: float, phase: float = 0.0
+    ) -> dict[int, SecondStats]:
+        """Send ``share`` of ``plan``'s rate from ``start`` (a ``time.monotonic()`` instant).
+        ``phase`` (0..1) staggers processes sharing a plan, so their sends interleave instead
+        of leaving in bursts."""
         self.start = start
         sweeper = self.loop.create_task(self._sweep())
         for _ in range(self.connections):
             self._open()  # ready before the first planned send, as wrk2 does
         try:
-            await asyncio.sleep(max(0.0, start - monotonic()))
+            await self._pause(start - monotonic())
             duration = plan.duration
+            end = start + duration
             # Sends follow the integral of the rate: a request is due each time one more request's
             # worth of "credit" has accrued, so ramps starting at 0/s and fast changes come out
             # right (stepping by 1/rate would stall on a rate near 0).
             t = 0.0  # seconds into the run
-            credit = 1.0 if plan.rate_at(0.0) > 0 else 0.0
+            credit = (1.0 if plan.rate_at(0.0) > 0 else 0.0) - phase
             burst = 0
             while t < duration - 1e-9 and not self.stopping:
                 rate = plan.rate_at(t) * share
                 if rate > 0 and credit >= 1.0 - 1e-9:
                     intended = start + t
-                    delay = intended - monotonic()
+                    now = monotonic()
+                    if now > end:
+                        # Hopelessly behind (a rate beyond this process): the run still ends on
+                        # time, and what it could not send is reported as missed.
+                        self.missed += round((plan.planned_between(t, duration)) * share)
+                        break
+                    delay = intended - now
                     burst += 1
                     if delay > 0.0005:
-                        await asyncio.sleep(delay)
+                        await self._pause(delay)
                         burst = 0
                     elif burst >= 64:
                         await asyncio.sleep(0)  # behind schedule: still let responses in
@@ -338,11 +406,13 @@ class Generator:
         return self.seconds
 
     def _dispatch(self, intended: float) -> None:
+        """A request is due: send it now, or queue it for the next free connection."""
+        if len(self.queue) >= self.max_queue and not self.idle:
+            self.missed += 1
+            return
+        self._second(intended).sent += 1
         if self.idle:
             self._fire(self.idle.pop(), intended)
-            return
-        if len(self.queue) >= self.max_queue:
-            self.missed += 1
             return
         self.queue.append(intended)
         if len(self.all) + self.opening < self.connections:
@@ -354,10 +424,10 @@ class Generator:
         self.closed_model = True
         sweeper = self.loop.create_task(self._sweep())
         try:
-            await asyncio.sleep(max(0.0, start - monotonic()))
+            await self._pause(start - monotonic())
             for _ in range(self.connections):
                 self._open()
-            await asyncio.sleep(max(0.0, start + duration - monotonic()))
+            await self._pause(start + duration - monotonic())
         finally:
             await self._finish(sweeper)
         return self.seconds
@@ -365,15 +435,25 @@ class Generator:
     def stop(self) -> None:
         """Stop sending (Ctrl-C); what is in flight may still finish."""
         self.stopping = True
+        self._stop_event.set()
 
     async def _finish(self, sweeper: asyncio.Task[None]) -> None:
+        """Let in-flight and queued requests finish (bounded); whatever is left counts as failed
+        with the time it waited, so the end of an overloaded run is not quietly dropped."""
         self.stopping = True
-        self.queue.clear()
-        if self.in_flight:
+        if self.in_flight or self.queue:
             try:
                 await asyncio.wait_for(self._drained.wait(), min(self.timeout, 5.0))
             except TimeoutError:
                 pass
         sweeper.cancel()
+        now = monotonic()
+        while self.queue:
+            intended = self.queue.popleft()
+            st = self._second(intended)
+            st.error("unsent")
+            st.hist.record(int((now - intended) * 1_000_000))
         for conn in list(self.all):
+            if conn.busy:
+                conn.fail("timeout")
             conn.close()

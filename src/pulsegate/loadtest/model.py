@@ -72,6 +72,25 @@ class Plan(msgspec.Struct, frozen=True):
         """Requests the plan schedules in total (the integral of the rate)."""
         return sum((s.start + s.end) / 2 * s.duration for s in self.stages)
 
+    def planned_between(self, a: float, b: float) -> float:
+        """Requests the plan schedules in ``[a, b)`` seconds.
+
+        >>> Plan(kind="run", stages=[Stage(10.0, 0.0, 100.0)]).planned_between(0.0, 5.0)
+        125.0
+        """
+        return self._integral(b) - self._integral(a)
+
+    def _integral(self, t: float) -> float:
+        total = 0.0
+        for s in self.stages:
+            if t <= 0:
+                break
+            d = min(t, s.duration)
+            rate_at_d = s.start + (s.end - s.start) * (d / s.duration) if s.duration else s.end
+            total += (s.start + rate_at_d) / 2 * d
+            t -= s.duration
+        return total
+
 
 class Second(msgspec.Struct):
     """One second of the run, as merged over generator processes."""

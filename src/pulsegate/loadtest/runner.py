@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -77,11 +78,16 @@ def targets_for(requests: list[RequestSpec]) -> list[tuple[Target, float]]:
             first = (host, port)
         elif (host, port) != first:
             raise ValueError(f"all requests of a run must go to one host and port: {r.url}")
+        # A Host given with -H wins (to load a host-matched route through an address).
+        host_header = next((v for k, v in r.headers if k.lower() == "host"), host_header)
         lines = [f"{r.method} {path} HTTP/1.1", f"Host: {host_header}", "User-Agent: pulsegate-load"]
         lines += [f"{k}: {v}" for k, v in r.headers if k.lower() not in ("host", "content-length")]
         if r.body or r.method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(r.body)}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + r.body
+        try:
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + r.body
+        except UnicodeEncodeError:
+            raise ValueError(f"request method, URL and headers must be Latin-1 text: {r.url}") from None
         out.append((Target(host, port, data, head_only=r.method == "HEAD"), r.weight))
     return out
 
@@ -93,9 +99,20 @@ def _snapshot(seconds: dict[int, SecondStats]) -> dict[int, ChildSecond]:
     }
 
 
-async def _child_main(job: Job, share: float, connections: int, start_wall: float, pipe: Pipe) -> None:
+class Part(msgspec.Struct, frozen=True):
+    """One process's part of a run: its share of the rate, its place among the processes (to
+    stagger sends), its connections, and the wall-clock start shared by all."""
+
+    share: float
+    phase: float
+    connections: int
+    start_wall: float
+
+
+async def _child_main(job: Job, part: Part, pipe: Pipe) -> None:
     loop = asyncio.get_running_loop()
-    gen = Generator(targets_for(job.requests), connections=connections, timeout=job.timeout)
+    gen = Generator(targets_for(job.requests), connections=part.connections, timeout=job.timeout)
+    start_wall = part.start_wall
 
     def on_parent() -> None:  # any message from the parent (or its exit) means "stop now"
         loop.remove_reader(pipe.fileno())
@@ -114,17 +131,18 @@ async def _child_main(job: Job, share: float, connections: int, start_wall: floa
         if job.plan.kind == "closed":
             await gen.run_closed(job.plan.duration, start)
         else:
-            await gen.run_open(job.plan, share, start)
+            await gen.run_open(job.plan, part.share, start, part.phase)
     finally:
         reporter.cancel()
     pipe.send_bytes(msgspec.msgpack.encode(ChildReport(_snapshot(gen.seconds), gen.missed, final=True)))
 
 
-def _child(job_bytes: bytes, share: float, connections: int, start_wall: float, pipe: Pipe) -> None:
+def _child(job_bytes: bytes, part_bytes: bytes, pipe: Pipe) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it tells us to stop
     job = msgspec.msgpack.decode(job_bytes, type=Job)
+    part = msgspec.msgpack.decode(part_bytes, type=Part)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_child_main(job, share, connections, start_wall, pipe))
+        runner.run(_child_main(job, part, pipe))
     pipe.close()
 
 
@@ -145,6 +163,17 @@ def merge(reports: list[ChildReport]) -> dict[int, ChildSecond]:
     return out
 
 
+class GeneratorFailed(RuntimeError):
+    """A generator process died or did not finish in time (reported as one line)."""
+
+
+def _receive(pipe: Pipe, timeout: float) -> ChildReport | None:
+    """The next report on ``pipe`` within ``timeout`` (None if none came); EOFError if it died."""
+    if not pipe.poll(timeout):
+        return None
+    return msgspec.msgpack.decode(pipe.recv_bytes(), type=ChildReport)
+
+
 def execute(
     job: Job,
     processes: int = 0,
@@ -152,60 +181,83 @@ def execute(
 ) -> Run:
     """Run ``job`` on ``processes`` generator processes (0: one per CPU) and merge the results.
 
-    Ctrl-C (KeyboardInterrupt) stops the processes and returns what was measured so far."""
+    Ctrl-C (KeyboardInterrupt) stops the processes and returns what was measured so far; a
+    second Ctrl-C stops waiting for them. Raises :class:`GeneratorFailed` if a process dies."""
+    targets_for(job.requests)  # bad requests fail here, in one line, not in every child
     n = processes or len(os.sched_getaffinity(0))
     plan = job.plan
-    if plan.kind == "closed":
-        n = max(1, min(n, plan.connections))
+    n = max(1, min(n, plan.connections))  # each process needs a connection of its own
     conns = [plan.connections // n + (1 if i < plan.connections % n else 0) for i in range(n)]
     ctx = mp.get_context("spawn")
     start_wall = time.time() + START_MARGIN + 0.3 * n  # spawning costs about 0.3 s per process
     job_bytes = msgspec.msgpack.encode(job)
     pipes: list[Pipe] = []
     procs = []
-    for i in range(n):
-        parent, child = ctx.Pipe()
-        p = ctx.Process(
-            target=_child, args=(job_bytes, 1.0 / n, max(1, conns[i]), start_wall, child), daemon=True
-        )
-        p.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(p)
+    # Children inherit an ignored SIGINT: a Ctrl-C typed while they import must not kill them
+    # (the terminal sends it to the whole process group); the parent stops them itself.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for i in range(n):
+            parent, child = ctx.Pipe()
+            part = msgspec.msgpack.encode(Part(1.0 / n, i / n, conns[i], start_wall))
+            p = ctx.Process(target=_child, args=(job_bytes, part, child), daemon=True)
+            p.start()
+            child.close()
+            pipes.append(parent)
+            procs.append(p)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     latest: list[ChildReport] = [ChildReport({}) for _ in range(n)]
     done = [False] * n
     interrupted = False
+    stopped_at: float | None = None
     deadline = start_wall + plan.duration + job.timeout + 30.0
+
+    def collect(i: int, timeout: float) -> None:
+        try:
+            rep = _receive(pipes[i], timeout)
+        except (EOFError, OSError):
+            code = procs[i].exitcode
+            raise GeneratorFailed(f"generator process {i + 1} exited (code {code})") from None
+        if rep is not None:
+            latest[i] = rep
+            done[i] = rep.final
+
     try:
-        while not all(done):
-            if time.time() > deadline:
-                raise TimeoutError("generator processes did not finish")
+        try:
+            while not all(done):
+                if time.time() > deadline:
+                    raise GeneratorFailed("generator processes did not finish in time")
+                for i in range(n):
+                    if not done[i]:
+                        collect(i, 0.05)
+                if on_progress is not None:
+                    on_progress(time.time() - start_wall, merge(latest))
+        except KeyboardInterrupt:
+            interrupted = True
+            stopped_at = time.time()
             for i, pipe in enumerate(pipes):
-                while not done[i] and pipe.poll(0.05):
-                    rep = msgspec.msgpack.decode(pipe.recv_bytes(), type=ChildReport)
-                    latest[i] = rep
-                    done[i] = rep.final
-            if on_progress is not None:
-                on_progress(time.time() - start_wall, merge(latest))
-    except KeyboardInterrupt:
-        interrupted = True
-        for i, pipe in enumerate(pipes):
-            if not done[i]:
-                pipe.send_bytes(b"stop")
-        for i, pipe in enumerate(pipes):
-            while not done[i] and pipe.poll(10.0):
-                rep = msgspec.msgpack.decode(pipe.recv_bytes(), type=ChildReport)
-                latest[i] = rep
-                done[i] = rep.final
+                if not done[i]:
+                    with contextlib.suppress(OSError):
+                        pipe.send_bytes(b"stop")
+            try:
+                drain_until = time.time() + job.timeout + 10.0
+                while not all(done) and time.time() < drain_until:
+                    for i in range(n):
+                        if not done[i]:
+                            collect(i, 0.05)
+            except KeyboardInterrupt:
+                pass  # a second Ctrl-C: report what arrived so far
     finally:
         for p in procs:
-            p.join(5.0)
+            p.join(0.5 if interrupted else 5.0)
             if p.is_alive():
                 p.kill()
+                p.join(1.0)
         for pipe in pipes:
             pipe.close()
-    elapsed = min(time.time() - start_wall, plan.duration) if not interrupted else time.time() - start_wall
-    return Run(merge(latest), sum(r.missed for r in latest), n, max(0.0, elapsed), interrupted)
+    elapsed = plan.duration if stopped_at is None else max(0.0, stopped_at - start_wall)
+    return Run(merge(latest), sum(r.missed for r in latest), n, elapsed, interrupted)
 
 
 def _ms(us: float) -> float:
