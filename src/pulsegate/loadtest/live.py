@@ -29,12 +29,11 @@ class Progress:
             self._live = Live(Text("starting..."), console=self.console, transient=True, auto_refresh=False)
             self._live.start()
 
-    def update(self, elapsed: float, seconds: dict[int, ChildSecond]) -> None:
+    def update(self, elapsed: float, seconds: dict[int, ChildSecond], errors: int) -> None:
         if self._live is None:
             return
         last = int(elapsed) - 1
         cs = seconds.get(last)
-        errors = sum(sum(c.errors.values()) for c in seconds.values())
         rate = cs.sent if cs is not None else 0  # sends of the last complete second
         p50 = p99 = 0.0
         if cs is not None and cs.hist:

@@ -56,6 +56,8 @@ class ChildReport(msgspec.Struct):
     seconds: dict[int, ChildSecond]
     missed: int = 0
     final: bool = False
+    #: Failed requests so far, over the whole run (progress reports carry recent seconds only).
+    errors: int = 0
 
 
 class Run(msgspec.Struct):
@@ -92,10 +94,11 @@ def targets_for(requests: list[RequestSpec]) -> list[tuple[Target, float]]:
     return out
 
 
-def _snapshot(seconds: dict[int, SecondStats]) -> dict[int, ChildSecond]:
+def _snapshot(seconds: dict[int, SecondStats], since: int = 0) -> dict[int, ChildSecond]:
     return {
-        s: ChildSecond(st.sent, st.ok, st.late, dict(st.errors), st.hist.sparse())
+        s: ChildSecond(st.sent, st.ok, st.late, dict(st.errors), dict(st.hist))
         for s, st in seconds.items()
+        if s >= since
     }
 
 
@@ -121,10 +124,16 @@ async def _child_main(job: Job, part: Part, pipe: Pipe) -> None:
     loop.add_reader(pipe.fileno(), on_parent)
     start = time.monotonic() + (start_wall - time.time())
 
+    # A second's figures can change until its last request ended (at most the timeout later):
+    # progress reports carry only those seconds, so their size does not grow with the run.
+    window = math.ceil(job.timeout) + 2
+
     async def progress() -> None:
         while True:
             await asyncio.sleep(PROGRESS_EVERY)
-            pipe.send_bytes(msgspec.msgpack.encode(ChildReport(_snapshot(gen.seconds), gen.missed)))
+            since = int(time.monotonic() - start) - window
+            report = ChildReport(_snapshot(gen.seconds, since), gen.missed, errors=gen.errors_total)
+            pipe.send_bytes(msgspec.msgpack.encode(report))
 
     reporter = loop.create_task(progress())
     try:
@@ -134,7 +143,11 @@ async def _child_main(job: Job, part: Part, pipe: Pipe) -> None:
             await gen.run_open(job.plan, part.share, start, part.phase)
     finally:
         reporter.cancel()
-    pipe.send_bytes(msgspec.msgpack.encode(ChildReport(_snapshot(gen.seconds), gen.missed, final=True)))
+    pipe.send_bytes(
+        msgspec.msgpack.encode(
+            ChildReport(_snapshot(gen.seconds), gen.missed, final=True, errors=gen.errors_total)
+        )
+    )
 
 
 def _child(job_bytes: bytes, part_bytes: bytes, pipe: Pipe) -> None:
@@ -177,7 +190,7 @@ def _receive(pipe: Pipe, timeout: float) -> ChildReport | None:
 def execute(
     job: Job,
     processes: int = 0,
-    on_progress: Callable[[float, dict[int, ChildSecond]], None] | None = None,
+    on_progress: Callable[[float, dict[int, ChildSecond], int], None] | None = None,
 ) -> Run:
     """Run ``job`` on ``processes`` generator processes (0: one per CPU) and merge the results.
 
@@ -207,6 +220,7 @@ def execute(
             procs.append(p)
     finally:
         signal.signal(signal.SIGINT, previous)
+    # Each process's seconds as last reported (progress reports update the recent ones).
     latest: list[ChildReport] = [ChildReport({}) for _ in range(n)]
     done = [False] * n
     interrupted = False
@@ -220,7 +234,9 @@ def execute(
             code = procs[i].exitcode
             raise GeneratorFailed(f"generator process {i + 1} exited (code {code})") from None
         if rep is not None:
-            latest[i] = rep
+            latest[i].seconds.update(rep.seconds)
+            latest[i].missed = rep.missed
+            latest[i].errors = rep.errors
             done[i] = rep.final
 
     try:
@@ -232,7 +248,11 @@ def execute(
                     if not done[i]:
                         collect(i, 0.05)
                 if on_progress is not None:
-                    on_progress(time.time() - start_wall, merge(latest))
+                    now_s = int(time.time() - start_wall)
+                    keys = range(now_s - 2, now_s + 1)  # lookups: the run's length must not matter
+                    recent = [ChildReport({s: r.seconds[s] for s in keys if s in r.seconds}) for r in latest]
+                    errors = sum(r.errors for r in latest)
+                    on_progress(time.time() - start_wall, merge(recent), errors)
         except KeyboardInterrupt:
             interrupted = True
             stopped_at = time.time()
