@@ -29,7 +29,7 @@ def test_a_20ms_upstream_gives_p50_near_20ms() -> None:
         result = summarize(job, execute(job, processes=2))
     assert result.errors == {}
     assert result.requests == pytest.approx(600, abs=12)  # the plan is kept: 200/s for 3 s
-    assert 19.5 <= result.latency_ms.p50 <= 24.0, result.latency_ms
+    assert 19.5 <= result.latency_ms.p50 <= 30.0, result.latency_ms  # 20 ms plus scheduling
     assert result.late_sends <= result.requests * 0.02 and result.missed_sends == 0
     assert result.rate_achieved == pytest.approx(200, rel=0.05)
     assert [s.sent for s in result.timeline] == pytest.approx([200, 200, 200], abs=6)
