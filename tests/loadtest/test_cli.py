@@ -122,7 +122,8 @@ def test_stress_finds_the_knee() -> None:
                    "--quiet", timeout=80)  # fmt: skip
     assert res.returncode == 1  # the SLO broke at the last step
     report = json.loads(res.stdout[res.stdout.index('{"schema"') :])
-    assert report["knee_rate"] is not None and 100 <= report["knee_rate"] < 400, report["steps"]
+    # 50/s is easy for it even on a slow machine; 400/s is twice what it can serve.
+    assert report["knee_rate"] is not None and 50 <= report["knee_rate"] < 400, report["steps"]
     assert report["broke_at"] == report["knee_rate"] + 50
     assert [s["ok"] for s in report["steps"]][-1] is False
 
