@@ -41,16 +41,14 @@ def test_ratio_of_requests_in_the_window() -> None:
     b = RetryBudget(ratio=0.2, min_per_second=0.0, now=0.0)
     b.requests += 50
     assert withdraw_all(b) == 10
-    assert b.exhausted == 1
     b.requests += 5  # one more retry's worth
     assert withdraw_all(b) == 1
-    assert b.exhausted == 2
 
 
 def test_zero_budget_grants_nothing() -> None:
     b = RetryBudget(ratio=0.0, min_per_second=0.0)
     b.requests += 1000
-    assert not b.try_withdraw() and b.exhausted == 1
+    assert not b.try_withdraw()
 
 
 def test_min_per_second_is_a_reserve_over_the_window() -> None:

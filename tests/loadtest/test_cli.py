@@ -77,7 +77,10 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_stops_and_prints_the_partial_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "scenario", [["sustained", "--rate", "100"], ["closed", "--connections", "4"]], ids=["open", "closed"]
+)
+def test_ctrl_c_stops_promptly_and_prints_the_partial_report(tmp_path: Path, scenario: list[str]) -> None:
     served = threading.Event()
     count = [0]
 
@@ -88,18 +91,22 @@ def test_ctrl_c_stops_and_prints_the_partial_report(tmp_path: Path) -> None:
         return Reply(200, body=b"ok")
 
     with origin_thread(counting) as target:
+        kind, *opts = scenario
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pulsegate", "load", "sustained", f"http://{target}/", "--rate", "100",
+            [sys.executable, "-m", "pulsegate", "load", kind, f"http://{target}/", *opts,
              "--duration", "60s", "--processes", "1", "--json", str(tmp_path / "r.json")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert served.wait(30)
         proc.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
         out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped
     assert proc.returncode == 130, err
+    assert took < 5.0  # not the rest of the 60 s
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["interrupted"] is True
-    assert 150 <= report["requests"] <= 400
+    assert report["interrupted"] is True and report["requests"] >= 150
+    assert report["duration_s"] < 30
     assert "requests" in out
 
 
@@ -182,32 +189,3 @@ def test_a_generator_that_cannot_keep_the_rate_says_so(tmp_path: Path) -> None:
     # Latency counts from the planned send time: the queue's wait is in it.
     assert report["latency_ms"]["p50"] > 200
     assert "late sends" in res.stdout
-
-
-@pytest.mark.timeout(60)
-def test_ctrl_c_stops_a_closed_model_run_promptly(tmp_path: Path) -> None:
-    served = threading.Event()
-    count = [0]
-
-    def counting(req: Request) -> Reply:
-        count[0] += 1
-        if count[0] == 200:
-            served.set()
-        return Reply(200, body=b"ok")
-
-    with origin_thread(counting) as target:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pulsegate", "load", "closed", f"http://{target}/", "--connections", "4",
-             "--duration", "60s", "--processes", "1", "--json", str(tmp_path / "r.json")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert served.wait(30)
-        proc.send_signal(signal.SIGINT)
-        stopped = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - stopped
-    assert proc.returncode == 130, err
-    assert took < 5.0  # not the rest of the 60 s
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["interrupted"] is True and report["requests"] >= 200
-    assert report["duration_s"] < 30

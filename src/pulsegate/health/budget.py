@@ -28,7 +28,6 @@ class RetryBudget:
         "_old_requests",
         "_old_retries",
         "_slots",
-        "exhausted",
         "min_per_second",
         "ratio",
         "requests",
@@ -41,8 +40,6 @@ class RetryBudget:
         #: Counts of the current slot (the request path increments ``requests`` directly).
         self.requests = 0
         self.retries = 0
-        #: Retries refused because the budget was spent (for metrics).
-        self.exhausted = 0
         self._slots: deque[tuple[int, int]] = deque()
         self._old_requests = 0
         self._old_retries = 0
@@ -55,7 +52,6 @@ class RetryBudget:
         if retries < self.ratio * requests + self.min_per_second * WINDOW_SLOTS * SLOT_SECONDS:
             self.retries += 1
             return True
-        self.exhausted += 1
         return False
 
     def tick(self, now: float) -> None:

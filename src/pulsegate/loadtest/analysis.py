@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pulsegate.loadtest.model import Plan, Result, Second, StressStep
-from pulsegate.loadtest.runner import latency
-from pulsegate.metrics.histogram import bucket_mid, merge_into, percentile, percentiles, total_count
+from pulsegate.loadtest.runner import latency_of
+from pulsegate.metrics.histogram import merge_into, percentile
 
 #: A second counts as recovered when its p99 is within this factor of the baseline p99 (plus
 #: ``RECOVERY_SLACK_MS``, so a sub-millisecond baseline does not demand the impossible).
@@ -82,9 +82,6 @@ def merge_results(results: Sequence[Result]) -> Result:
             errors[k] = errors.get(k, 0) + n
     requests = sum(r.requests for r in results)
     duration = sum(r.duration_s for r in results)
-    qs = percentiles(hist, [50, 90, 99, 99.9, 100]) if hist else [0.0] * 5
-    count = total_count(hist)
-    mean = sum(bucket_mid(i) * c for i, c in hist.items()) / count if count else 0.0
     return Result(
         scenario=first.scenario,
         url=first.url,
@@ -94,7 +91,7 @@ def merge_results(results: Sequence[Result]) -> Result:
         errors=errors,
         rate_target=first.rate_target,
         rate_achieved=round(requests / duration, 3) if duration else 0.0,
-        latency_ms=latency(qs, mean),
+        latency_ms=latency_of(hist),
         timeline=[s for r in results for s in r.timeline],
         processes=first.processes,
         connections=first.connections,

@@ -284,10 +284,13 @@ def _ms(us: float) -> float:
     return round(us / 1000.0, 3)
 
 
-def latency(qs: list[float], mean_us: float) -> Latency:
-    """Milliseconds from microsecond percentiles at 50, 90, 99, 99.9 and 100."""
-    p50, p90, p99, p999, pmax = (_ms(q) for q in qs)
-    return Latency(p50=p50, p90=p90, p99=p99, p999=p999, max=pmax, mean=_ms(mean_us))
+def latency_of(hist: dict[int, int]) -> Latency:
+    """The latency summary (ms) of a sparse microsecond histogram."""
+    if not hist:
+        return Latency()
+    p50, p90, p99, p999, pmax = (_ms(q) for q in percentiles(hist, [50, 90, 99, 99.9, 100]))
+    mean = sum(bucket_mid(i) * c for i, c in hist.items()) / total_count(hist)
+    return Latency(p50=p50, p90=p90, p99=p99, p999=p999, max=pmax, mean=_ms(mean))
 
 
 def summarize(job: Job, run: Run, *, t_offset: int = 0) -> Result:
@@ -322,9 +325,6 @@ def summarize(job: Job, run: Run, *, t_offset: int = 0) -> Result:
         ok += cs.ok
         requests += cs.ok + n_err
         late += cs.late
-    qs = percentiles(hist, [50, 90, 99, 99.9, 100]) if hist else [0.0] * 5
-    count = total_count(hist)
-    mean = sum(bucket_mid(i) * c for i, c in hist.items()) / count if count else 0.0
     duration = run.elapsed if run.elapsed > 0 else plan.duration
     return Result(
         scenario=plan.kind,
@@ -335,7 +335,7 @@ def summarize(job: Job, run: Run, *, t_offset: int = 0) -> Result:
         errors=errors,
         rate_target=None if plan.kind == "closed" else round(plan.planned_requests() / plan.duration, 3),
         rate_achieved=round(requests / duration, 3) if duration else 0.0,
-        latency_ms=latency(qs, mean),
+        latency_ms=latency_of(hist),
         timeline=timeline,
         processes=run.processes,
         connections=plan.connections,

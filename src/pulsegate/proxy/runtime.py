@@ -46,14 +46,12 @@ class UpstreamRuntime:
         "balancer",
         "breaker",
         "budget",
-        "cfg",
         "fail_open",
         "hash_key",
         "name",
         "outlier",
         "pools",
         "read_timeout",
-        "registry",
         "targets",
         "try_timeout",
     )
@@ -71,8 +69,6 @@ class UpstreamRuntime:
         now: float = 0.0,
     ) -> None:
         self.name = name
-        self.cfg = cfg
-        self.registry = registry
         old = {t.address: (t, previous.pools[t]) for t in previous.targets} if previous else {}
         self.targets: list[Target] = []
         self.pools: dict[Target, TargetPool] = {}
