@@ -21,6 +21,7 @@ HOT_MODULES = [
     "src/pulsegate/http/response.py",
     "src/pulsegate/http/writer.py",
     "src/pulsegate/proxy/exchange.py",
+    "src/pulsegate/proxy/outbox.py",
     "src/pulsegate/proxy/pool.py",
     "src/pulsegate/proxy/client.py",
     "src/pulsegate/proxy/recovery.py",
