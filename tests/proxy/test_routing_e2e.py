@@ -100,3 +100,35 @@ def test_consistent_hash_sticks_a_key_to_one_target() -> None:
                 await c.close()
 
     arun(main())
+
+
+def test_remembered_route_follows_method_host_path_and_reloads() -> None:
+    """One keep-alive connection repeating and varying its request line: the per-connection
+    memory of the last lookup must never answer for a different request or an old table."""
+    from pulsegate.config import load_config_text
+
+    async def main() -> None:
+        async with origins(named("get"), named("post"), named("other"), named("new")) as os_:
+            get_o, post_o, other_o, new_o = os_
+            routes = [
+                {"name": "other", "upstream": "other", "match": {"host": "other.test"}},
+                {"name": "post", "upstream": "post", "match": {"methods": ["POST"]}},
+                {"name": "get", "upstream": "get"},
+            ]
+            ups = {"get": [get_o.target], "post": [post_o.target], "other": [other_o.target]}
+            async with running_gateway(gateway_config(ups, routes)) as (server, port):
+                c = await Client.connect(port)
+
+                async def who(method: str, path: str, host: str = "a.test") -> bytes:
+                    return (await c.request(method, path, headers=[("Host", host)])).body
+
+                assert [await who("GET", "/x") for _ in range(3)] == [b"get"] * 3
+                assert await who("POST", "/x") == b"post"
+                assert await who("GET", "/x", "other.test") == b"other"
+                assert await who("GET", "/x") == b"get"
+                ups2 = {**ups, "new": [new_o.target]}
+                server.apply(load_config_text(gateway_config(ups2, [{"name": "new", "upstream": "new"}])))
+                assert await who("GET", "/x") == b"new"
+                await c.close()
+
+    arun(main())

@@ -325,7 +325,7 @@ class RouteTable(Generic[P]):
         'site'
     """
 
-    __slots__ = ("_cache", "_default", "_hosts", "_maxwild", "_size", "_wild")
+    __slots__ = ("_cache", "_default", "_hosts", "_maxwild", "_size", "_wild", "uses_headers")
 
     # Bound on the host -> groups cache; when full it is emptied, so a flood of random Host
     # values costs the slow path per request but never unbounded memory.
@@ -352,6 +352,9 @@ class RouteTable(Generic[P]):
         # Suffixes longer than any wildcard key cannot match: the walk skips them.
         self._maxwild = max(map(len, self._wild), default=0)
         self._cache: dict[bytes, tuple[_HostGroup[P], ...]] = {}
+        #: Without header conditions a match depends on method, host and path only, so a caller
+        #: may remember the last one (a keep-alive client repeating itself skips the lookup).
+        self.uses_headers = any(c.cond[1] is not None for c in compiled)
 
     def __len__(self) -> int:
         return self._size
