@@ -27,6 +27,8 @@ HOT_MODULES = [
     "src/pulsegate/proxy/recovery.py",
     "src/pulsegate/proxy/tunnel.py",
     "src/pulsegate/proxy/upstream.py",
+    "src/pulsegate/proxy/runtime.py",
+    "src/pulsegate/proxy/server.py",
     "src/pulsegate/balancing/target.py",
     "src/pulsegate/balancing/round_robin.py",
     "src/pulsegate/metrics/histogram.py",

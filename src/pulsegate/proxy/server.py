@@ -19,6 +19,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any, cast
 
 from pulsegate.accesslog import AccessLog
 from pulsegate.balancing.target import split_address
@@ -111,10 +112,9 @@ class Server:
         if self.access_log is not None:
             self.access_log.start(self.loop)
         bound: list[tuple[str, int]] = []
-        servers: list[asyncio.Server] = [
-            await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=4096)
-            for sock in self.sockets
-        ]
+        servers: list[asyncio.Server] = []
+        for sock in self.sockets:
+            servers.append(await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=4096))
         for address in self.runtime.config.listen if not self.sockets else ():
             host, port = split_address(address, allow_port_zero=True)
             servers.append(
@@ -128,7 +128,9 @@ class Server:
             )
         for srv in servers:
             self._servers.append(srv)
-            for sock in srv.sockets:
+            # uvloop's Server.sockets is a list where typeshed says tuple, and this module is
+            # compiled (mypyc checks declared types at runtime): read it untyped.
+            for sock in cast(Any, srv).sockets:
                 name = sock.getsockname()
                 bound.append((str(name[0]), int(name[1])))
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
