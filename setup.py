@@ -29,6 +29,7 @@ HOT_MODULES = [
     "src/pulsegate/proxy/upstream.py",
     "src/pulsegate/proxy/runtime.py",
     "src/pulsegate/proxy/server.py",
+    "src/pulsegate/health/budget.py",
     "src/pulsegate/balancing/target.py",
     "src/pulsegate/balancing/round_robin.py",
     "src/pulsegate/metrics/histogram.py",

@@ -1,10 +1,11 @@
-"""Side-by-side proxy benchmark: pulsegate vs nginx vs Node.js proxies, one core each.
+"""Side-by-side proxy benchmark: pulsegate vs nginx, HAProxy and Node.js proxies, one core each.
 
 One run starts an nginx origin pinned to the load core, then each proxy in turn pinned to the other
 core, drives it with wrk for a fixed time and prints req/s, p50/p99 latency and CPU microseconds
 per request, with ratios to nginx. See docs/benchmarks.md for the method and recorded results.
 
     .venv/bin/python benchmarks/proxy_bench.py [--repeat 3] [--duration 10] [--connections 64]
+    .venv/bin/python benchmarks/proxy_bench.py --workload browser|large|post   (see workloads.py)
 
 Exit status: 0 after a measurement (also when a target is missed, unless --check), 1 on --check
 failure or when the rig itself breaks, 77 when nginx or wrk is missing and cannot be installed
@@ -33,14 +34,23 @@ from typing import Any
 
 import proxy_peers as peers
 import proxy_rig as rig
+import workloads
 
 EXIT_CHECK_FAILED = 1
 EXIT_TOOLS_MISSING = 77  # the autotools "skipped" convention
 EXIT_INTERRUPTED = 130
-PEER_ORDER = ("nginx", "pulsegate", "pulsegate-bare", "pulsegate-full", "node-http-proxy", "node-undici")
+PEER_ORDER = (
+    "nginx",
+    "haproxy",
+    "pulsegate",
+    "pulsegate-bare",
+    "pulsegate-full",
+    "node-http-proxy",
+    "node-undici",
+)
 #: Run unless --peers says otherwise. pulsegate-bare (metrics off) and pulsegate-full (metrics and
 #: an access log file) price the observability features against the default (metrics on, no log).
-DEFAULT_PEERS = ("nginx", "pulsegate", "node-http-proxy", "node-undici")
+DEFAULT_PEERS = ("nginx", "haproxy", "pulsegate", "node-http-proxy", "node-undici")
 BASELINE = "nginx"
 READY_TIMEOUT_S = 10.0
 
@@ -105,6 +115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians reported (default 3)")
     p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each run (default 2)")
     p.add_argument(
+        "--workload",
+        choices=list(workloads.WORKLOADS),
+        default=workloads.DEFAULT_WORKLOAD,
+        help="; ".join(f"{w.name}: {w.description}" for w in workloads.WORKLOADS.values())
+        + f" (default {workloads.DEFAULT_WORKLOAD})",
+    )
+    p.add_argument(
         "--peers",
         default=",".join(DEFAULT_PEERS),
         help=f"comma-separated subset of {','.join(PEER_ORDER)} (default {','.join(DEFAULT_PEERS)})",
@@ -164,20 +181,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def ensure_tools(args: argparse.Namespace) -> dict[str, str | None]:
-    """Find nginx, wrk, taskset, node, npm; install the missing ones unless --no-install.
+    """Find nginx, wrk, taskset, haproxy, node, npm; install the missing ones unless --no-install.
 
     apt-get and npm share one --install-timeout budget so the smoke test's time stays bounded.
     """
     deadline = time.monotonic() + args.install_timeout
-    apt_for = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"}
-    missing = [tool for tool in apt_for if rig.find_tool(tool) is None]
-    if missing and not args.no_install:
-        pkgs = [apt_for[t] for t in missing]
+    # haproxy is installed in a second apt-get call: a failure there must cost only its own peer,
+    # while one failing package in a shared call would leave nginx and wrk out too.
+    apt_steps = [
+        {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"},
+        {"haproxy": "haproxy"} if "haproxy" in args.peer_list else {},
+    ]
+    for apt_for in apt_steps:
+        pkgs = [pkg for tool, pkg in apt_for.items() if rig.find_tool(tool) is None]
+        budget = deadline - time.monotonic()
+        if not pkgs or args.no_install:
+            continue
+        if budget <= 1:
+            log(f"no install time left for: {' '.join(pkgs)}")
+            continue
         log(f"installing Debian packages: {' '.join(pkgs)}")
-        why = rig.apt_install(pkgs, args.install_timeout)
+        why = rig.apt_install(pkgs, budget)
         if why:
             log(f"could not install: {why}")
-    tools = {name: rig.find_tool(name) for name in ("nginx", "wrk", "taskset", "node", "npm")}
+    tools = {name: rig.find_tool(name) for name in ("nginx", "wrk", "taskset", "haproxy", "node", "npm")}
 
     wants_node = any(p.startswith("node-") for p in args.peer_list)
     modules_missing = not all(
@@ -210,6 +237,9 @@ def build_peers(args: argparse.Namespace, tools: dict[str, str | None]) -> list[
             nginx = tools["nginx"]
             assert nginx is not None  # checked by the caller: it is also the origin
             out.append(peers.Peer("nginx", peers.nginx_proxy_builder(nginx, args.nginx_keepalive)))
+        elif name == "haproxy":
+            how = "--no-install given" if args.no_install else "could not be installed, see the log above"
+            out.append(peers.haproxy_peer(tools["haproxy"], f"haproxy is not installed ({how})"))
         elif name.startswith("pulsegate"):
             exe = Path(sys.executable).parent / "pulsegate"
             variant = name.partition("-")[2] or "default"
@@ -258,6 +288,8 @@ def tool_versions(tools: dict[str, str | None]) -> dict[str, str]:
         out["nginx"] = first_line([tools["nginx"], "-v"])
     if tools["wrk"]:
         out["wrk"] = first_line([tools["wrk"], "-v"])
+    if tools["haproxy"]:
+        out["haproxy"] = first_line([tools["haproxy"], "-v"])
     if tools["node"]:
         out["node"] = first_line([tools["node"], "--version"])
     try:
@@ -289,6 +321,7 @@ class Rig:
     wrk: str
     upstream: rig.Child
     upstream_port: int
+    workload: workloads.Workload
 
 
 def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> RunResult | str:
@@ -299,20 +332,24 @@ def measure(r: Rig, peer: peers.Peer, rep: int, args: argparse.Namespace) -> Run
     child = r.children.spawn(f"{peer.name}-{rep}", argv, cpu=r.proxy_cpu, env=peer.env, cwd=r.workdir)
     try:
         why = rig.wait_http_ready(child, port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
+        if why is None and r.workload.path != "/":
+            # GET / proved the proxy forwards; the workload's own request (a body, a large
+            # answer) must come back whole too, or wrk would only count errors.
+            why = workloads.probe(port, r.workload)
         if why:
             tail = child.log_tail()
             return why + ("; log tail:\n    " + tail.replace("\n", "\n    ") if tail else "")
-        url = f"http://127.0.0.1:{port}/"
 
         def load(seconds: int) -> rig.WrkResult:
             return rig.run_wrk(
                 r.children,
                 r.wrk,
-                url,
+                r.workload.url(port),
                 duration_s=seconds,
                 connections=args.connections,
                 threads=args.threads,
                 cpu=r.load_cpu,
+                script=r.workload.script,
             )
 
         try:
@@ -531,6 +568,7 @@ def choose_cores(args: argparse.Namespace, taskset: str | None) -> tuple[int | N
 
 def run(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
+    workload = workloads.WORKLOADS[args.workload]
     tools = ensure_tools(args)
     for tool in ("nginx", "wrk"):
         if tools[tool] is None:
@@ -546,21 +584,29 @@ def run(args: argparse.Namespace) -> int:
     work_root = peers.BENCH_DIR / ".work"
     work_root.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="proxy-", dir=work_root))
+    # nginx started by root runs its worker as nobody, which must get through mkdtemp's 0700 to
+    # the file the origin serves (--workload large); listing the directory stays refused.
+    workdir.chmod(0o711)
     runs: list[RunResult] = []
     skipped: dict[str, str] = {}
     try:
         with rig.Children(workdir, taskset=tools["taskset"], nice=nice) as children:
             upstream_port = rig.free_port()
+            origin_dir = workdir / "upstream"
             upstream = children.spawn(
                 "upstream",
-                peers.nginx_upstream_argv(nginx, workdir / "upstream", upstream_port),
+                peers.nginx_upstream_argv(
+                    nginx, origin_dir, upstream_port, workload.origin_locations(origin_dir)
+                ),
                 cpu=load_cpu,
             )
             why = rig.wait_http_ready(upstream, upstream_port, peers.UPSTREAM_BODY, READY_TIMEOUT_S)
+            if why is None and workload.path != "/":
+                why = workloads.probe(upstream_port, workload)
             if why:
                 print(f"ERROR: the nginx origin did not start: {why}\n{upstream.log_tail()}")
                 return EXIT_CHECK_FAILED
-            r = Rig(children, workdir, proxy_cpu, load_cpu, wrk, upstream, upstream_port)
+            r = Rig(children, workdir, proxy_cpu, load_cpu, wrk, upstream, upstream_port, workload)
             active = []
             for peer in build_peers(args, tools):
                 if peer.unavailable:
@@ -570,7 +616,8 @@ def run(args: argparse.Namespace) -> int:
                     active.append(peer)
             log(
                 f"cores: proxy {proxy_cpu}, load+origin {load_cpu}; {args.repeat} x "
-                f"{[p.name for p in active]}, {args.duration}s @ {args.connections} connections"
+                f"{[p.name for p in active]}, {args.duration}s @ {args.connections} connections, "
+                f"workload {workload.name}"
             )
             # Interleaved rounds (A B C A B C ...) spread slow drifts (thermal, noisy neighbours)
             # over all proxies instead of penalising whichever ran last.
@@ -596,11 +643,13 @@ def run(args: argparse.Namespace) -> int:
     target_lines, targets_ok = check_targets(summaries, args.target_ratio)
     cmd = shlex.join(["python", *sys.argv])
     print(f"proxy benchmark {started:%Y-%m-%d %H:%M} UTC, tree {git_revision()}: {cmd}")
+    script = f" -s {workload.record()['wrk_script']}" if workload.script else ""
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, warm-up {args.warmup}s, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s{script}, warm-up {args.warmup}s, "
         f"{args.repeat} interleaved round(s), medians; proxy on core {proxy_cpu}, "
         f"wrk + nginx origin on core {load_cpu}, nice {nice}"
     )
+    print(f"workload {workload.name}: {workload.description}")
     print()
     measured = {s.peer for s in summaries}
     print(format_table(summaries, {k: v for k, v in skipped.items() if k not in measured}))
@@ -617,6 +666,7 @@ def run(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {
             "date": started.isoformat(timespec="seconds"),
             "command": cmd,
+            "workload": workload.record(),
             "settings": {k: v for k, v in vars(args).items() if k not in {"json", "peer_list"}},
             "cores": {"proxy": proxy_cpu, "load_and_origin": load_cpu},
             "nice_applied": nice,

@@ -64,16 +64,20 @@ def nginx_argv(nginx: str, workdir: Path, conf: str) -> list[str]:
     return [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf_path)]
 
 
-def nginx_upstream_argv(nginx: str, workdir: Path, port: int) -> list[str]:
-    """The origin every proxy forwards to: a fixed 12-byte 200 answer, no disk or logging."""
+def nginx_upstream_argv(nginx: str, workdir: Path, port: int, locations: str = "") -> list[str]:
+    """The origin every proxy forwards to: a fixed 12-byte 200 answer on ``/``, no logging.
+
+    ``locations``: extra ``location`` blocks a workload serves (see workloads.py).
+    """
     body = UPSTREAM_BODY.decode().replace("\n", "\\n")
+    extra = f"\n{locations}" if locations else ""
     server = f"""\
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
             default_type text/plain;
             return 200 "{body}";
-        }}
+        }}{extra}
         # Read directly by the rig (never through a proxy): accepted connections and requests
         # show whether a proxy reuses its upstream connections and forwards every request.
         location = {STATUS_PATH} {{
@@ -96,6 +100,9 @@ def nginx_proxy_builder(nginx: str, keepalive: int) -> CommandBuilder:
     }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        # Request bodies (--workload post: 64 KiB) stay in memory instead of going through a
+        # temp file, as pulsegate holds them; no effect on requests without a body.
+        client_body_buffer_size 128k;
         location / {{
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -105,6 +112,52 @@ def nginx_proxy_builder(nginx: str, keepalive: int) -> CommandBuilder:
         return nginx_argv(nginx, workdir, _nginx_conf(workdir, proxy))
 
     return build
+
+
+def haproxy_cfg(port: int, upstream_port: int, maxconn: int = 4096) -> str:
+    """HAProxy as a plain HTTP/1.1 reverse proxy, one thread, nothing logged."""
+    # maxconn is per process in `global` and per frontend in `defaults`; both must exceed the
+    # client connections (256+ with --connections) or haproxy queues them. Not more than that:
+    # haproxy refuses to start when the open-file hard limit is below about 2 x maxconn (the
+    # limit is 20000 on these machines, so 10000 failed). http-reuse always shares idle server
+    # connections between client connections, as the other peers' pools do. No `log` line at
+    # all: the other peers write no access log either.
+    return f"""\
+global
+    nbthread 1
+    maxconn {maxconn}
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    maxconn {maxconn}
+    timeout connect 30s
+    timeout client 30s
+    timeout server 30s
+
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend bench
+
+backend bench
+    server origin 127.0.0.1:{upstream_port}
+"""
+
+
+def haproxy_peer(haproxy: str | None, missing_why: str = "haproxy is not installed") -> Peer:
+    if haproxy is None:
+        return Peer("haproxy", None, missing_why)
+
+    def build(workdir: Path, port: int, upstream_port: int) -> list[str]:
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "haproxy.cfg"
+        conf.write_text(haproxy_cfg(port, upstream_port))
+        # -db: stay in the foreground as one process (no master/worker fork), so the pid we
+        # start is the whole proxy and its process group holds nothing else.
+        return [haproxy, "-f", str(conf), "-db"]
+
+    return Peer("haproxy", build)
 
 
 def pulsegate_yaml(

@@ -394,10 +394,17 @@ def run_wrk(
     connections: int,
     threads: int,
     cpu: int | None,
+    script: Path | None = None,
 ) -> WrkResult:
-    """One bounded wrk run; wrk is a tracked child so Ctrl-C or an error kills it too."""
+    """One bounded wrk run; wrk is a tracked child so Ctrl-C or an error kills it too.
+
+    ``script``: a wrk Lua script (``-s``) that sets the method, headers or body.
+    """
     name = f"wrk-{time.monotonic_ns()}"
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s", "--latency", url]
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s", "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    argv.append(url)
     # wrk is our direct child (taskset and nice exec it), so the growth of RUSAGE_CHILDREN across its
     # wait is exactly its CPU time: /proc/<pid>/stat is gone once it has been reaped.
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 
 import pytest
 
@@ -86,6 +87,66 @@ def test_bad_request_is_refused_and_never_reaches_upstream(name: str, payload: b
                 assert (await get(port)).status == 200
             assert o.state.raw.count(b"\r\n\r\n") == 1, o.state.raw[:300]  # only the follow-up GET
             assert len(o.requests) == 1
+
+    arun(main())
+
+
+def upload_past_refusal(port: int, length: int) -> tuple[str, bytes]:
+    """Announce ``length`` body bytes and send them all although the gateway refuses at once;
+    then read the answer. Returns (the error sending met, or "", the answer). Blocking on
+    purpose: nothing is read until the upload is over, as a simple client does."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % length)
+        block = b"x" * 65536
+        error = ""
+        try:
+            for _ in range(length // len(block)):
+                s.sendall(block)
+        except OSError as exc:
+            error = type(exc).__name__
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return error, out
+
+
+def test_refusal_lets_a_client_finish_its_upload() -> None:
+    # Closing a socket with unread bytes makes the kernel answer the rest of the upload with a
+    # reset: the client sees "connection reset" while sending, and a stack that drops its receive
+    # buffer on a reset loses the 413 too. The gateway half-closes after the answer and drops what
+    # still comes (nginx's lingering close), so the upload ends normally and the 413 is read.
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (_, port):
+                for _ in range(3):
+                    error, out = await asyncio.to_thread(upload_past_refusal, port, 4 << 20)
+                    assert out.startswith(b"HTTP/1.1 413 "), out[:200]
+                    assert b"\r\nConnection: close" in out
+                    assert error == "", f"the upload was cut: {error}"
+            assert not o.requests
+
+    arun(main(), timeout=30)
+
+
+def test_lingering_connection_closes_when_the_client_goes_quiet() -> None:
+    async def main() -> None:
+        async with origins(ok) as (o,):
+            cfg = gateway_config({"u": [o.target]}, [{"upstream": "u"}], limits=LIMITS)
+            async with running_gateway(cfg) as (server, port):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
+                out = await r.read()  # the answer, then the gateway's FIN
+                assert out.startswith(b"HTTP/1.1 413 ")
+                assert len(server.connections) == 1  # half-closed, still draining the client
+                (conn,) = server.connections
+                server.sweep(conn.deadline - 0.1)
+                assert len(server.connections) == 1
+                server.sweep(conn.deadline + 0.1)  # quiet for the lingering timeout: closed
+                async with asyncio.timeout(2):
+                    while server.connections:  # connection_lost comes on a later loop iteration
+                        await asyncio.sleep(0.01)
+                w.close()
 
     arun(main())
 

@@ -65,8 +65,10 @@ def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int])
 
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
 _CONNECTION_KEEP = frozenset((b"close", b"keep-alive", b"upgrade"))
-#: Connection values that name no other header: skip splitting them.
+#: Connection values that name no other header: skip splitting them (common spellings first,
+#: so the usual value is not even lower-cased).
 _SIMPLE_CONNECTION = frozenset((b"close", b"keep-alive"))
+_SIMPLE_SPELLINGS = frozenset((b"close", b"keep-alive", b"Close", b"Keep-Alive"))
 
 
 class RequestHandler(Protocol):
@@ -89,6 +91,8 @@ def named_in_connection(
     >>> named_in_connection(b"keep-alive, X-Secret", frozenset((b"keep-alive",)), None)
     [b'x-secret']
     """
+    if value in _SIMPLE_SPELLINGS:
+        return found
     low = value.lower()
     if low in _SIMPLE_CONNECTION:
         return found  # the usual values name nothing: skip the split
@@ -120,10 +124,13 @@ class RequestParser:
         "_closed",
         "_completed",
         "_error",
+        "_feed",
+        "_get_method",
         "_handler",
         "_head_class",
         "_head_size",
         "_headers",
+        "_keep_alive",
         "_last",
         "_max_body",
         "_max_head",
@@ -164,6 +171,10 @@ class RequestParser:
         # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
         # so body bytes cost no extra Python frame.
         self._p = httptools.HttpRequestParser(_Callbacks(self, handler))
+        # Bound once: a method call on the (non-native) parser object looks the name up each time.
+        self._feed: Callable[[bytes], None] = self._p.feed_data
+        self._get_method: Callable[[], bytes] = self._p.get_method
+        self._keep_alive: Callable[[], bool] = self._p.should_keep_alive
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; report complete heads, body bytes and message ends to the handler."""
@@ -173,7 +184,7 @@ class RequestParser:
         before = self._head_size if was_in_head else 0
         done_before = self._completed
         try:
-            self._p.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops after a request carrying Upgrade. One we tunnel (see _check_upgrade)
             # ends HTTP on this connection; any other was a plain request: go on parsing.
@@ -246,11 +257,11 @@ class RequestParser:
         p = self._p
         self.in_head = False
         self._partial = 0
-        method = p.get_method()
+        method = self._get_method()
         if method == b"CONNECT":
             self._fail("CONNECT is not supported", 501)
         head = self._make_head(method, self._url, 1)
-        keep_alive = p.should_keep_alive()
+        keep_alive = self._keep_alive()
         headers = self._headers
         self._headers = []
         if self._classify(head, headers) or not keep_alive:
@@ -322,7 +333,11 @@ class RequestParser:
             if kind is None:
                 kind = header_kind(name, _SPECIAL, cache)
             if kind == _KEEP:
-                fields += (name, b": ", value, b"\r\n")
+                # Four appends: cheaper than building a tuple to extend with.
+                fields.append(name)
+                fields.append(b": ")
+                fields.append(value)
+                fields.append(b"\r\n")
             elif kind == _HOST:
                 hosts += 1
                 if not head.host:

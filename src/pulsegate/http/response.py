@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import httptools
@@ -71,10 +72,13 @@ class ResponseParser:
 
     __slots__ = (
         "_body_handler",
+        "_feed",
         "_headers",
         "_in_head",
+        "_keep_alive",
         "_p",
         "_skip_body",
+        "_status",
         "_until_eof",
         "handler",
         "head_request",
@@ -88,15 +92,21 @@ class ResponseParser:
         self._skip_body = False
         self._until_eof = False
         self.head_request = False
-        self._p = httptools.HttpResponseParser(self._callbacks())
+        #: The status of the response being parsed (1xx included).
+        self._status = 0
+        self._p = self._fresh_parser()
 
-    def _callbacks(self) -> _Callbacks:
-        return _Callbacks(self, self._body_handler)
+    def _fresh_parser(self) -> httptools.HttpResponseParser:
+        p = httptools.HttpResponseParser(_Callbacks(self, self._body_handler))
+        # Bound once: a method call on the (non-native) parser object looks the name up each time.
+        self._feed: Callable[[bytes], None] = p.feed_data
+        self._keep_alive: Callable[[], bool] = p.should_keep_alive
+        return p
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` and report to the handler."""
         try:
-            self._p.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserUpgrade as exc:
             # Only after a 101 (the handler raised for any it did not ask for).
             self.handler.on_response_upgrade(data[exc.args[0] :])
@@ -110,7 +120,7 @@ class ResponseParser:
         if self._skip_body:
             # llhttp would wait for the body a HEAD response announces; start afresh instead.
             self._skip_body = False
-            self._p = httptools.HttpResponseParser(self._callbacks())
+            self._p = self._fresh_parser()
 
     def feed_eof(self) -> bool:
         """The upstream closed. True if that ended a close-delimited body (reported as its end).
@@ -130,12 +140,11 @@ class ResponseParser:
             self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        p = self._p
-        status = p.get_status_code()
+        status = self._status = self._p.get_status_code()
         headers = self._headers
         self._headers = []
         head = ResponseHead(status, headers)
-        head.keep_alive = p.should_keep_alive()
+        head.keep_alive = self._keep_alive()
         fields: list[bytes] = []
         drop_named: list[bytes] | None = None
         cache = _KIND_BY_SPELLING
@@ -146,7 +155,11 @@ class ResponseParser:
             if kind is None:
                 kind = header_kind(name, _SPECIAL, cache)
             if kind == _KEEP:
-                fields += (name, b": ", value, b"\r\n")
+                # Four appends: cheaper than building a tuple to extend with.
+                fields.append(name)
+                fields.append(b": ")
+                fields.append(value)
+                fields.append(b"\r\n")
             elif kind == _CL:
                 head.content_length = int(value)
             elif kind == _TE:
@@ -184,7 +197,7 @@ class ResponseParser:
             return  # already ended at the head
         self._in_head = True
         self._until_eof = False
-        if self._p.get_status_code() >= 200:
+        if self._status >= 200:
             self.handler.on_response_end()
 
 

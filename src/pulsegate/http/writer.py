@@ -33,6 +33,26 @@ def status_line(status: int) -> bytes:
     return line
 
 
+# Bodies of one size repeat (the same resource, the same error page): formatting the header costs
+# ~0.15 us, a lookup ~0.03 us. Bounded, so varied sizes cannot grow it.
+_LENGTH_LINES: dict[int, bytes] = {}
+_LENGTH_LINES_MAX = 1024
+
+
+def content_length_line(length: int) -> bytes:
+    """``Content-Length: <length>`` with CRLF.
+
+    >>> content_length_line(12)
+    b'Content-Length: 12\\r\\n'
+    """
+    line = _LENGTH_LINES.get(length)
+    if line is None:
+        line = b"Content-Length: %d\r\n" % length
+        if len(_LENGTH_LINES) < _LENGTH_LINES_MAX:
+            _LENGTH_LINES[length] = line
+    return line
+
+
 def reason(status: int) -> str:
     """The standard reason phrase, or ``""``."""
     try:

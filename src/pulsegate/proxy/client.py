@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, cast
 from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
 from pulsegate.http.request import RequestParser
-from pulsegate.http.writer import CONTINUE_100, CRLF, LAST_CHUNK, STATUS_LINES, error_response, status_line
+from pulsegate.http.writer import (
+    CONTINUE_100,
+    CRLF,
+    LAST_CHUNK,
+    STATUS_LINES,
+    content_length_line,
+    error_response,
+    status_line,
+)
 from pulsegate.proxy import recovery, tunnel
 from pulsegate.proxy.exchange import (
     BLOCK_BUFFER,
@@ -32,6 +40,8 @@ from pulsegate.proxy.exchange import (
     BODY_CLOSE,
     BODY_LENGTH,
     BODY_NONE,
+    VIA,
+    VIA_RID,
     Exchange,
     frame_chunk,
     host_key,
@@ -45,10 +55,12 @@ if TYPE_CHECKING:
     from pulsegate.proxy.upstream import UpstreamConnection
     from pulsegate.routing.table import Match, RouteTable
 
-# Connection phases, for the sweeper's timeout decision.
-IDLE, HEAD, ACTIVE = 0, 1, 2
-
-_VIA = b"1.1 pulsegate"
+# Connection phases, for the sweeper's timeout decision. LINGER: refused and half-closed, reading
+# and dropping what the client still sends.
+IDLE, HEAD, ACTIVE, LINGER = 0, 1, 2, 3
+# nginx's lingering_timeout and lingering_time: how long a lingering connection may stay silent,
+# and how long it may linger at most.
+LINGER_TIMEOUT, LINGER_TIME = 5.0, 30.0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -69,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
         "last_path",
         "last_table",
         "lim",
+        "linger_until",
         "loop_time",
         "outbox",
         "parser",
@@ -122,6 +135,7 @@ class ClientConnection(asyncio.Protocol):
         #: perf_counter_ns of the first byte of the request being read (its total time starts there).
         self.t_first = 0
         self.deadline = 0.0
+        self.linger_until = 0.0
         self.read_timeout = 30.0
         self.blocked = 0
         self.write_paused = False
@@ -191,6 +205,9 @@ class ClientConnection(asyncio.Protocol):
             self.phase = HEAD
             self.deadline = self.server.now + self.lim.header_timeout
             self.t_first = perf_counter_ns()
+        elif self.phase == LINGER:
+            self.deadline = min(self.server.now + LINGER_TIMEOUT, self.linger_until)
+            return  # dropped: the refusal is sent, only the close is pending
         try:
             self.parser.feed(data)
         except DownstreamError as exc:
@@ -382,7 +399,7 @@ class ClientConnection(asyncio.Protocol):
             route = ex.route
             assert route is not None
             ex.pool = pool
-            ex.head_bytes = ex.build_request_head(route, pool.host_header, self.client_ip)
+            ex.head_bytes = ex.build_request_head(route, pool.host_line, self.client_ip)
         ex.started = now
         ex.attempts += 1
         # The per-try clock starts once the request is fully sent (on_end); a slow upload is the
@@ -498,10 +515,10 @@ class ClientConnection(asyncio.Protocol):
         if req.method == b"HEAD" or status in (204, 304):
             framing = BODY_NONE
             if head.content_length is not None and status != 204:
-                parts.append(b"Content-Length: %d\r\n" % head.content_length)
+                parts.append(content_length_line(head.content_length))
         elif head.content_length is not None:
             framing = BODY_LENGTH
-            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+            parts.append(content_length_line(head.content_length))
         elif req.version == 1:
             framing = BODY_CHUNKED
             parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -511,18 +528,17 @@ class ClientConnection(asyncio.Protocol):
         ex.framing = framing
         ex.client_keep = keep
         ex.upstream_keep = head.keep_alive
-        parts += (
-            b"Via: ",
-            _VIA if head.via is None else head.via + b", " + _VIA,
-            b"\r\nX-Request-Id: ",
-            ex.request_id or b"",
-            CRLF,
-        )
+        if head.via is None:
+            parts.append(VIA_RID)
+        else:
+            parts += (b"Via: ", head.via + b", " + VIA, b"\r\nX-Request-Id: ")
+        parts.append(ex.request_id or b"")
         if not keep:
-            parts.append(b"Connection: close\r\n")
+            parts.append(b"\r\nConnection: close\r\n\r\n")
         elif req.version == 0:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(CRLF)
+            parts.append(b"\r\nConnection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n\r\n")
         out = b"".join(parts)
         ex.bytes_out += len(out)
         self.wbuf.append(out)
@@ -769,15 +785,36 @@ class ClientConnection(asyncio.Protocol):
         self.ex = None
         self.parsing = None
         self.queue = None
-        self.outbox.close(self.transport)
+        if exc.status == 408:
+            self.outbox.close(self.transport)  # the client went quiet: nothing more is coming
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after a refusal without losing it (nginx's lingering close): the client may still
+        be sending (a body too large, pipelined requests), and closing a socket with unread
+        bytes sends a reset that can destroy the refusal before the client reads it. So: send a
+        FIN after the answer, drop what still comes in, and close once the client closes, goes
+        quiet for LINGER_TIMEOUT, or LINGER_TIME has passed."""
+        self.phase = LINGER
+        now = self.server.now
+        self.linger_until = now + LINGER_TIME
+        self.deadline = now + LINGER_TIMEOUT
+        self.rejected = None
+        if self.blocked:
+            self.blocked = 0
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+        self.outbox.write_eof(self.transport)
 
     def on_timeout(self, now: float) -> None:
         """Called by the sweeper when ``deadline`` passed."""
         if self.tunnel == TUNNEL_OPEN:
             self.close_tunnel()  # idle for tunnel_idle_timeout
             return
-        if self.phase == IDLE:
-            self.outbox.close(self.transport)  # keep-alive expired: close quietly, as nginx does
+        if self.phase in (IDLE, LINGER):
+            # Keep-alive expired (close quietly, as nginx does), or a lingering client went quiet.
+            self.outbox.close(self.transport)
         elif self.phase == HEAD:
             self._reject(DownstreamError("request header timeout", status=408))
         else:
@@ -809,7 +846,7 @@ class ClientConnection(asyncio.Protocol):
 
     def close_if_idle(self) -> bool:
         """For shutdown: close now if no exchange is in progress; True if closed."""
-        if self.ex is None and not self.parser.in_head:
+        if self.phase == LINGER or (self.ex is None and not self.parser.in_head):
             self.outbox.close(self.transport)
             return True
         self.closing = True

@@ -12,14 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pulsegate.http.head import RequestHead
-from pulsegate.http.writer import CRLF
+from pulsegate.http.writer import CRLF, content_length_line
 
 if TYPE_CHECKING:
     from pulsegate.proxy.pool import TargetPool
     from pulsegate.proxy.runtime import RouteRuntime
     from pulsegate.proxy.upstream import UpstreamConnection
 
-_VIA = b"1.1 pulsegate"
+VIA = b"1.1 pulsegate"
+#: The usual case (no Via came with the message), as one piece.
+VIA_RID = b"Via: " + VIA + b"\r\nX-Request-Id: "
 
 # Framing of the response body towards the client.
 BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
@@ -126,9 +128,10 @@ class Exchange(RequestHead):
         self.bytes_in = 0
         self.bytes_out = 0
 
-    def build_request_head(self, route: RouteRuntime, target_host: bytes, client_ip: bytes) -> bytes:
+    def build_request_head(self, route: RouteRuntime, host_line: bytes, client_ip: bytes) -> bytes:
         """The request line and headers for the upstream: end-to-end headers as received, our
-        framing, and the forwarding headers (``X-Forwarded-*``, ``Via``, ``X-Request-Id``)."""
+        framing, and the forwarding headers (``X-Forwarded-*``, ``Via``, ``X-Request-Id``).
+        ``host_line`` ends the request line and carries the target's Host (see TargetPool)."""
         head = self
         target = head.target
         strip = route.strip
@@ -136,29 +139,34 @@ class Exchange(RequestHead):
             target = target[len(strip) :]
             if target[:1] != b"/":
                 target = b"/" + target
-        host = head.host if route.preserve_host and head.host else target_host
-        parts = [head.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, CRLF, head.fields]
+        if route.preserve_host and head.host:
+            host_line = b" HTTP/1.1\r\nHost: " + head.host + CRLF
+        parts = [head.method, b" ", target, host_line, head.fields]
         if head.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif head.content_length is not None:
-            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+            parts.append(content_length_line(head.content_length))
         fwd = head.forwarded_for
-        parts += (
-            b"X-Forwarded-For: ",
-            client_ip if fwd is None else fwd + b", " + client_ip,
-            b"\r\nX-Forwarded-Proto: http\r\n",
-        )
+        parts.append(b"X-Forwarded-For: ")
+        parts.append(client_ip if fwd is None else fwd + b", " + client_ip)
         if head.host:
-            parts += (b"X-Forwarded-Host: ", head.host, CRLF)
+            parts.append(b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+            parts.append(head.host)
+            parts.append(CRLF)
+        else:
+            parts.append(b"\r\nX-Forwarded-Proto: http\r\n")
         if head.upgrade is not None:  # set only for a switch we tunnel (see http.request)
-            parts += (b"Connection: Upgrade\r\nUpgrade: ", head.upgrade, CRLF)
-        parts += (
-            b"Via: ",
-            _VIA if head.via is None else head.via + b", " + _VIA,
-            b"\r\nX-Request-Id: ",
-            self.request_id or b"",
-            b"\r\n\r\n",
-        )
+            parts.append(b"Connection: Upgrade\r\nUpgrade: ")
+            parts.append(head.upgrade)
+            parts.append(CRLF)
+        if head.via is None:
+            parts.append(VIA_RID)
+        else:
+            parts.append(b"Via: ")
+            parts.append(head.via + b", " + VIA)
+            parts.append(b"\r\nX-Request-Id: ")
+        parts.append(self.request_id or b"")
+        parts.append(b"\r\n\r\n")
         return b"".join(parts)
 
     def __repr__(self) -> str:

@@ -31,24 +31,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
-
-from mypy_extensions import mypyc_attr
+from collections.abc import Callable
 
 #: (transport, data to write), (transport, None): close it, or (transport, True): send a FIN.
 _Item = tuple[asyncio.Transport, "bytes | list[bytes] | bool | None"]
 
 
-# Compiled with mypyc; the hot-path benchmark drives it through a subclass that flushes by hand.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Outbox:
     """A per-event-loop queue of pending writes, flushed by one ``call_soon`` per iteration."""
 
-    __slots__ = ("_items", "_loop", "_scheduled")
+    __slots__ = ("_flush", "_items", "_loop", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._items: list[_Item] = []
         self._scheduled = False
+        # Bound once: ``self.flush`` would build a new bound method on every schedule.
+        self._flush: Callable[[], None] = self.flush
 
     def write(self, transport: asyncio.Transport, data: bytes | list[bytes]) -> None:
         """Queue ``data`` (bytes, or pieces sent with one writev) for ``transport``."""
@@ -66,7 +65,7 @@ class Outbox:
         self._items.append(item)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._flush)
 
     def flush(self) -> None:
         """Send everything queued, in order."""

@@ -41,7 +41,7 @@ class TargetPool:
         "busy",
         "closed",
         "connect_timeout",
-        "host_header",
+        "host_line",
         "idle",
         "idle_timeout",
         "max_connections",
@@ -67,8 +67,9 @@ class TargetPool:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        #: Host header sent when a route does not preserve the client's.
-        self.host_header = target.address.encode()
+        #: The request line's end and the Host header sent when a route does not preserve the
+        #: client's, built once per target.
+        self.host_line = b" HTTP/1.1\r\nHost: " + target.address.encode() + b"\r\n"
         self.idle: deque[UpstreamConnection] = deque()
         #: Connections handed out or being opened.
         self.busy = 0

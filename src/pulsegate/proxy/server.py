@@ -113,8 +113,10 @@ class Server:
             self.access_log.start(self.loop)
         bound: list[tuple[str, int]] = []
         servers: list[asyncio.Server] = []
+        # A loop, not a comprehension: mypyc cannot compile an await inside one.
         for sock in self.sockets:
-            servers.append(await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=4096))
+            srv = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=4096)
+            servers.append(srv)
         for address in self.runtime.config.listen if not self.sockets else ():
             host, port = split_address(address, allow_port_zero=True)
             servers.append(
