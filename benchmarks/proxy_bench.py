@@ -151,7 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=-10,
         help="niceness for proxy, origin and wrk when root (default -10; 0 = leave as is)",
     )
-    p.add_argument("--target-ratio", type=float, default=0.60, help="pulsegate/nginx req/s target")
+    p.add_argument("--target-ratio", type=float, default=0.85, help="pulsegate/nginx req/s target (issue 6)")
     p.add_argument("--check", action="store_true", help="exit 1 if a target is missed or not measured")
     p.add_argument("--json", type=Path, default=None, help="write raw runs and summary to this file")
     p.add_argument("--no-install", action="store_true", help="use only the tools already installed")

@@ -243,3 +243,40 @@ def test_stale_pooled_connection_is_retried_for_idempotent_requests() -> None:
         assert served == 5
 
     arun(main())
+
+
+def test_extra_response_is_never_served_to_the_next_request() -> None:
+    # An upstream that answers one request with two responses (a bug, or a smuggling attempt): the
+    # second answers nothing we sent. Kept on the pooled connection it would become the answer to
+    # the next client's request (response desync), so the connection is dropped instead.
+    conns: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(len(conns))
+        first = len(conns) == 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                if first:
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+                    )
+                    first = False
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+                await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+        uport = srv.sockets[0].getsockname()[1]
+        cfg = gateway_config({"u": [f"127.0.0.1:{uport}"]}, [{"upstream": "u"}])
+        async with running_gateway(cfg) as (_, port):
+            c = await Client.connect(port)
+            bodies = [(await c.request()).body for _ in range(3)]
+            await c.close()
+        srv.close()
+        assert bodies[1:] == [b"two", b"two"], bodies  # never b"forged"
+        assert len(conns) == 2  # the connection that sent it was not reused
+
+    arun(main())

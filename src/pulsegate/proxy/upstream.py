@@ -89,8 +89,8 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed(data)
         except UpstreamError as exc:
+            # Also after a complete response (bytes followed it): what was gathered still goes out.
             client.upstream_failed(self, exc)
-            return
         client.flush()
 
     def eof_received(self) -> bool | None:
