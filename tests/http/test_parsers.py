@@ -11,8 +11,6 @@ from hypothesis import strategies as st
 
 from pulsegate.errors import DownstreamError, UpstreamError
 from pulsegate.http import RequestHead, RequestParser, ResponseHead, ResponseParser
-from pulsegate.http.head import parse_header_lines
-from pulsegate.http.response import scan_head
 
 
 class Recorder:
@@ -196,77 +194,6 @@ def test_closing_request_body_in_a_later_read_is_still_parsed() -> None:
     ).events
     assert [e[0] for e in ev] == ["head", "body", "end"]  # and nothing after the closing request
     assert ev[1] == ("body", b"ping")
-
-
-# -- the response fast path (a complete head in one read, classified from its raw bytes) ----------
-
-_NAMES = [b"Server", b"Date", b"Content-Type", b"content-type", b"Cache-Control", b"Vary", b"ETag",
-          b"Set-Cookie", b"Keep-Alive", b"Proxy-Connection", b"TE", b"Trailer", b"X-Request-Id",
-          b"Via", b"VIA", b"Upgrade", b"X-Secret", b"x-secret", b"Link"]  # fmt: skip
-_CONNECTIONS = [b"keep-alive", b"close", b"Keep-Alive", b"keep-alive, X-Secret", b"x-secret,close"]
-
-
-def response_events(data: bytes, *, one_byte_reads: bool) -> list[tuple[object, ...]]:
-    class Full(Recorder):
-        def on_response_head(self, head: ResponseHead) -> None:
-            self.events.append(
-                # The fast path forwards kept lines as they came (spacing included), the general
-                # path rebuilds them: compare what they say.
-                ("rhead", head.status, parse_header_lines(head.fields), head.content_length,
-                 head.chunked, head.via, head.keep_alive, tuple(head.headers))
-            )  # fmt: skip
-
-    rec = Full()
-    p = ResponseParser(rec)
-    for piece in [data[i : i + 1] for i in range(len(data))] if one_byte_reads else [data]:
-        p.feed(piece)
-    return rec.events
-
-
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from([b"a", b"b c", b" x ", b"1"])), max_size=8),
-    st.sampled_from([None, *_CONNECTIONS]),
-    st.sampled_from(["length", "chunked", "none"]),
-    st.sampled_from([200, 204, 404, 503]),
-)
-def test_fast_path_reports_what_the_general_path_reports(
-    headers: list[tuple[bytes, bytes]], connection: bytes | None, framing: str, status: int
-) -> None:
-    # One read holding the whole head takes the fast path; one byte per read takes the general
-    # path (the head is never complete in a read). Everything reported must be the same.
-    lines = [b"%s: %s" % (n, v) for n, v in headers]
-    if connection is not None:
-        lines.append(b"Connection: " + connection)
-    body = b""
-    if status != 204 and framing == "length":
-        lines.append(b"Content-Length: 5")
-        body = b"hello"
-    elif status != 204 and framing == "chunked":
-        lines.append(b"Transfer-Encoding: chunked")
-        body = b"5\r\nhello\r\n0\r\n\r\n"
-    elif status != 204:
-        lines.append(b"Content-Length: 0")
-    data = b"HTTP/1.1 %d X\r\n" % status + b"".join(line + b"\r\n" for line in lines) + b"\r\n" + body
-    assert response_events(data, one_byte_reads=False) == response_events(data, one_byte_reads=True)
-
-
-def test_fast_path_forwards_kept_lines_as_they_came() -> None:
-    h = scan_head(
-        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: d\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
-        b"Vary:   Accept  \r\n\r\nok"
-    )
-    assert h is not None
-    assert h.fields == b"Server: nginx\r\nDate: d\r\nVary:   Accept  \r\n"
-    assert h.content_length == 2
-    for not_fast in (
-        b"HTTP/1.1 100 Continue\r\n\r\n",  # interim: the general path handles 1xx
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # head not complete in this read
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",  # llhttp decides
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"garbage\r\n\r\n",
-    ):
-        assert scan_head(not_fast) is None, not_fast
 
 
 def test_bytes_after_a_response_are_refused() -> None:

@@ -83,24 +83,12 @@ class ResponseHead:
         204
     """
 
-    __slots__ = (
-        "_headers",
-        "chunked",
-        "content_length",
-        "fields",
-        "keep_alive",
-        "raw",
-        "status",
-        "upgrade",
-        "via",
-    )
+    __slots__ = ("chunked", "content_length", "fields", "headers", "keep_alive", "status", "upgrade", "via")
 
-    def __init__(self, status: int, headers: Headers | None) -> None:
+    def __init__(self, status: int, headers: Headers) -> None:
         self.status = status
-        self._headers = headers
-        #: The header lines as received (``Name: value\r\n`` each), when the head was classified
-        #: from raw bytes; ``headers`` is then parsed from it only if someone asks.
-        self.raw = b""
+        #: Every header as received.
+        self.headers = headers
         #: The end-to-end headers to forward, serialized.
         self.fields = b""
         self.content_length: int | None = None
@@ -110,27 +98,5 @@ class ResponseHead:
         #: The Upgrade header (the protocol a 101 switches to).
         self.upgrade: bytes | None = None
 
-    @property
-    def headers(self) -> Headers:
-        """Every header as received."""
-        if self._headers is None:
-            self._headers = parse_header_lines(self.raw)
-        return self._headers
-
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status} cl={self.content_length} chunked={self.chunked}>"
-
-
-def parse_header_lines(raw: bytes) -> Headers:
-    """(name, value) pairs of validated ``Name: value`` lines; values as llhttp reports them
-    (leading whitespace dropped, trailing kept).
-
-    >>> parse_header_lines(b"Server: x\\r\\nVary:  a \\r\\n")
-    [(b'Server', b'x'), (b'Vary', b'a ')]
-    """
-    out: Headers = []
-    for line in raw.split(b"\r\n"):
-        if line:
-            name, _, value = line.partition(b":")
-            out.append((name, value.lstrip(b" \t")))
-    return out

@@ -71,21 +71,13 @@ class ResponseParser:
     """
 
     __slots__ = (
-        "_begun",
         "_body_handler",
         "_ended",
-        "_fast",
-        "_fast_feed",
-        "_fast_keep",
         "_feed",
-        "_full",
-        "_full_feed",
-        "_full_keep",
         "_headers",
         "_in_head",
         "_keep_alive",
         "_p",
-        "_pre",
         "_skip_body",
         "_status",
         "_until_eof",
@@ -103,39 +95,20 @@ class ResponseParser:
         self.head_request = False
         #: The status of the response being parsed (1xx included).
         self._status = 0
-        #: A message has begun and not ended (the parser is not at a message boundary).
-        self._begun = False
         #: A final response ended during this feed: any byte after it is an error.
         self._ended = False
-        #: The head of the current response, classified from the raw bytes (fast path), or None.
-        self._pre: ResponseHead | None = None
-        # Two llhttp parsers, used one message at a time: one reports every header to Python (for
-        # heads split across reads, 1xx, HEAD); the other reports none, for a complete head in one
-        # read, whose headers we take from the raw bytes (no Python objects per header).
-        self._fast = httptools.HttpResponseParser(_FastCallbacks(self, self._body_handler))
-        # Bound once: a method call on the (non-native) parser object looks the name up each time.
-        self._fast_feed: Callable[[bytes], None] = self._fast.feed_data
-        self._fast_keep: Callable[[], bool] = self._fast.should_keep_alive
-        self._full = self._p = self._fresh_parser()
-        self._feed = self._full_feed
-        self._keep_alive = self._full_keep
+        self._p = self._fresh_parser()
 
     def _fresh_parser(self) -> httptools.HttpResponseParser:
         p = httptools.HttpResponseParser(_Callbacks(self, self._body_handler))
-        self._full_feed: Callable[[bytes], None] = p.feed_data
-        self._full_keep: Callable[[], bool] = p.should_keep_alive
+        # Bound once: a method call on the (non-native) parser object looks the name up each time.
+        self._feed: Callable[[bytes], None] = p.feed_data
+        self._keep_alive: Callable[[], bool] = p.should_keep_alive
         return p
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` and report to the handler."""
         self._ended = False
-        if not self._begun and not self.head_request:
-            # At a message boundary: a complete final head in this read takes the fast path.
-            pre = self._pre = scan_head(data)
-            if pre is not None:
-                self._p, self._feed, self._keep_alive = self._fast, self._fast_feed, self._fast_keep
-            else:
-                self._p, self._feed, self._keep_alive = self._full, self._full_feed, self._full_keep
         try:
             self._feed(data)
         except httptools.HttpParserUpgrade as exc:
@@ -151,8 +124,7 @@ class ResponseParser:
         if self._skip_body:
             # llhttp would wait for the body a HEAD response announces; start afresh instead.
             self._skip_body = False
-            self._full = self._p = self._fresh_parser()
-            self._feed, self._keep_alive = self._full_feed, self._full_keep
+            self._p = self._fresh_parser()
 
     def feed_eof(self) -> bool:
         """The upstream closed. True if that ended a close-delimited body (reported as its end).
@@ -176,19 +148,9 @@ class ResponseParser:
             # We send one request at a time: bytes after the response are no answer to anything,
             # and kept on a pooled connection they would answer the next client (desync).
             raise UpstreamError("upstream sent bytes after its response", status=502)
-        self._begun = True
 
     def on_headers_complete(self) -> None:
         status = self._status = self._p.get_status_code()
-        pre = self._pre
-        if pre is not None:
-            self._pre = None
-            pre.status = status
-            pre.keep_alive = self._keep_alive()
-            self._head_done(pre)
-            return
-        if self._p is self._fast:
-            raise UpstreamError("upstream sent a second response head", status=502)
         headers = self._headers
         self._headers = []
         head = ResponseHead(status, headers)
@@ -225,10 +187,6 @@ class ResponseParser:
             head.fields = serialize_kept(headers, _SPECIAL, frozenset(drop_named))
         else:
             head.fields = b"".join(fields)
-        self._head_done(head)
-
-    def _head_done(self, head: ResponseHead) -> None:
-        status = head.status
         if status >= 200:
             self._in_head = False
             self._until_eof = (
@@ -242,7 +200,6 @@ class ResponseParser:
             self._skip_body = True
             self.head_request = False
             self._in_head = True
-            self._begun = False
             self._ended = True
             self.handler.on_response_end()
 
@@ -251,96 +208,17 @@ class ResponseParser:
             return  # already ended at the head
         self._in_head = True
         self._until_eof = False
-        self._begun = False
         if self._status >= 200:
             self._ended = True
             self.handler.on_response_end()
 
 
-class _FastCallbacks:
-    """What the fast parser calls: no ``on_header``, so llhttp reports no header to Python."""
-
-    __slots__ = ("on_body", "on_headers_complete", "on_message_begin", "on_message_complete")
+class _Callbacks:
+    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_begin", "on_message_complete")
 
     def __init__(self, parser: ResponseParser, handler: ResponseHandler) -> None:
         self.on_message_begin = parser.on_message_begin
+        self.on_header = parser.on_header
         self.on_headers_complete = parser.on_headers_complete
         self.on_message_complete = parser.on_message_complete
         self.on_body = handler.on_response_body
-
-
-class _Callbacks(_FastCallbacks):
-    __slots__ = ("on_header",)
-
-    def __init__(self, parser: ResponseParser, handler: ResponseHandler) -> None:
-        super().__init__(parser, handler)
-        self.on_header = parser.on_header
-
-
-# First bytes of the header names the proxy does not forward as they are (see _SPECIAL): a line
-# starting with any other byte is kept without looking at its name.
-_MAYBE_SPECIAL = bytes(1 if chr(i).lower() in "ctkpuxv" else 0 for i in range(256))
-
-
-def scan_head(data: bytes) -> ResponseHead | None:
-    """Classify a complete final response head at the start of ``data`` from its raw bytes, or
-    None when it is not one (partial head, 1xx, no status line) or needs the general path.
-
-    Kept header lines are forwarded as they came, sliced in runs, not rebuilt. llhttp still parses
-    the same bytes and refuses anything malformed before this result is used.
-
-    >>> h = scan_head(b"HTTP/1.1 200 OK\\r\\nServer: x\\r\\nContent-Length: 2\\r\\nDate: d\\r\\n\\r\\nhi")
-    >>> (h.content_length, h.fields)
-    (2, b'Server: x\\r\\nDate: d\\r\\n')
-    """
-    end = data.find(b"\r\n\r\n")
-    if end < 12 or not data.startswith(b"HTTP/1.") or data[9] == 49:  # 49: "1", an interim 1xx
-        return None
-    stop = end + 2  # the blank line that ends the head
-    pos = data.find(b"\r\n") + 2
-    head = ResponseHead(0, None)
-    head.raw = data[pos:stop]
-    kept: list[bytes] = []
-    run = pos
-    cache = _KIND_BY_SPELLING
-    drop_named: list[bytes] | None = None
-    while pos < stop:
-        eol = data.find(b"\r\n", pos)
-        if _MAYBE_SPECIAL[data[pos]]:
-            colon = data.find(b":", pos, eol)
-            if colon <= pos:
-                return None  # no name: llhttp will say what is wrong
-            name = data[pos:colon]
-            kind = cache.get(name)
-            if kind is None:
-                kind = header_kind(name, _SPECIAL, cache)
-            if kind != _KEEP:
-                if run < pos:
-                    kept.append(data[run:pos])
-                run = eol + 2
-                # As llhttp reports values: without the leading whitespace (trailing is kept).
-                value = data[colon + 1 : eol].lstrip(b" \t")
-                if kind == _CL:
-                    value = value.rstrip(b" \t")
-                    if not value.isdigit() or head.content_length is not None or head.chunked:
-                        return None  # llhttp decides (and refuses what it must)
-                    head.content_length = int(value)
-                elif kind == _TE:
-                    if head.chunked or head.content_length is not None or value.lower() != b"chunked":
-                        return None
-                    head.chunked = True
-                elif kind == _CONN:
-                    drop_named = named_in_connection(value, _CONNECTION_KEEP, drop_named)
-                elif kind == _VIA:
-                    head.via = value if head.via is None else head.via + b", " + value
-                elif kind == _UPGRADE:
-                    head.upgrade = value
-        pos = eol + 2
-    if drop_named:
-        # Headers named in Connection are hop-by-hop too: the general serializer drops them.
-        head.fields = serialize_kept(head.headers, _SPECIAL, frozenset(drop_named))
-        return head
-    if run < stop:
-        kept.append(data[run:stop])
-    head.fields = kept[0] if len(kept) == 1 else b"".join(kept)
-    return head
