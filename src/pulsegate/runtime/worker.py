@@ -29,6 +29,7 @@ from pulsegate.logs import configure_logging, get_logger, reopen
 from pulsegate.metrics.process import ProcessProbe
 from pulsegate.proxy.server import Server
 from pulsegate.runtime.channel import Channel
+from pulsegate.runtime.malloc import tune_malloc
 from pulsegate.runtime.messages import (
     Applied,
     Apply,
@@ -238,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--buckets-fd", type=int, help="descriptor of the supervisor's rate-limit table")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_malloc()
     configure_logging(worker=str(args.id))
     control = socket.socket(fileno=args.control_fd)
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
