@@ -211,3 +211,33 @@ def test_bytes_after_a_response_are_refused() -> None:
     q = ResponseParser(Recorder())
     q.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     q.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # the next exchange's answer: fine
+
+
+def test_large_body_passes_around_llhttp_and_the_next_response_parses() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: above BYPASS_MIN, so reads after the first bypass
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    for cut in (40, 40 + 1000, 70_000, len(resp) - 1):  # the head alone, head + some body, ...
+        rec = Recorder()
+        p = ResponseParser(rec)
+        p.feed(resp[:cut])
+        rest = resp[cut:]
+        while rest:
+            p.feed(rest[:50_000])
+            rest = rest[50_000:]
+        p.feed(b"HTTP/1.1 204 No Content\r\n\r\n")  # the next exchange on this connection
+        assert [e[0] for e in rec.events] == ["rhead", "body", "rend", "rhead", "rend"], cut
+        assert rec.events[1] == ("body", body)
+
+
+def test_bytes_after_a_bypassed_body_are_refused() -> None:
+    body = b"b" * (128 << 10)
+    rec = Recorder()
+    p = ResponseParser(rec)
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1000])
+    try:
+        p.feed(body[1000:] + b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+    except UpstreamError as exc:
+        assert "after its response" in exc.reason
+    else:
+        raise AssertionError("bytes after the body were accepted")
+    assert rec.events[-1] == ("rend",) and rec.events[-2] == ("body", body)

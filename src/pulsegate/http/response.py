@@ -42,6 +42,9 @@ _SPECIAL: dict[bytes, int] = {
     b"via": _VIA,
 }
 _CONNECTION_KEEP = frozenset((b"close", b"keep-alive"))
+#: Content-Length bodies from this size on bypass llhttp after the first read (a fresh parser
+#: per such response costs about as much as copying a few KiB).
+BYPASS_MIN = 64 << 10
 _KIND_BY_SPELLING: dict[bytes, int] = {}
 
 
@@ -71,12 +74,18 @@ class ResponseParser:
     """
 
     __slots__ = (
+        "_begins",
         "_body_handler",
+        "_body_left",
+        "_bypass",
         "_ended",
         "_feed",
+        "_feed_fresh",
+        "_fresh",
         "_headers",
         "_in_head",
         "_keep_alive",
+        "_on_body",
         "_p",
         "_skip_body",
         "_status",
@@ -97,6 +106,15 @@ class ResponseParser:
         self._status = 0
         #: A final response ended during this feed: any byte after it is an error.
         self._ended = False
+        #: The parser is at a message boundary; it was at feed() entry; messages begun in this feed.
+        self._fresh = True
+        self._feed_fresh = True
+        self._begins = 0
+        #: A large Content-Length body whose head just ended: pass the rest around llhttp.
+        self._bypass = 0
+        #: Bytes of such a body still to come; they go to the handler as read, without a copy.
+        self._body_left = 0
+        self._on_body: Callable[[bytes], None] = handler.on_response_body
         self._p = self._fresh_parser()
 
     def _fresh_parser(self) -> httptools.HttpResponseParser:
@@ -108,7 +126,12 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` and report to the handler."""
+        if self._body_left:
+            self._pass_body(data)
+            return
         self._ended = False
+        self._feed_fresh = self._fresh
+        self._begins = 0
         try:
             self._feed(data)
         except httptools.HttpParserUpgrade as exc:
@@ -125,6 +148,30 @@ class ResponseParser:
             # llhttp would wait for the body a HEAD response announces; start afresh instead.
             self._skip_body = False
             self._p = self._fresh_parser()
+        elif self._bypass:
+            # The head began this read (at its start: no blank lines before it), so it ends at
+            # the first blank line in it.
+            length, self._bypass = self._bypass, 0
+            if data.startswith(b"HTTP/"):
+                seen = len(data) - (data.find(b"\r\n\r\n") + 4)
+                if seen < length:
+                    self._body_left = length - seen
+
+    def _pass_body(self, data: bytes) -> None:
+        """Body bytes of a large Content-Length response, handed on as read: llhttp would copy
+        every chunk into a new bytes object (and a megabyte body is mostly those copies)."""
+        left = self._body_left
+        n = len(data)
+        if n < left:
+            self._body_left = left - n
+            self._on_body(data)
+            return
+        self._body_left = 0
+        self._on_body(data if n == left else data[:left])
+        self._p = self._fresh_parser()  # this one still waits for the body we passed around it
+        self._message_done()
+        if n > left:
+            raise UpstreamError("upstream sent bytes after its response", status=502)
 
     def feed_eof(self) -> bool:
         """The upstream closed. True if that ended a close-delimited body (reported as its end).
@@ -148,6 +195,8 @@ class ResponseParser:
             # We send one request at a time: bytes after the response are no answer to anything,
             # and kept on a pooled connection they would answer the next client (desync).
             raise UpstreamError("upstream sent bytes after its response", status=502)
+        self._fresh = False
+        self._begins += 1
 
     def on_headers_complete(self) -> None:
         status = self._status = self._p.get_status_code()
@@ -195,19 +244,34 @@ class ResponseParser:
                 and status not in (204, 304)
                 and not self.head_request
             )
+            if (
+                head.content_length is not None
+                and head.content_length >= BYPASS_MIN
+                and self._feed_fresh
+                and self._begins == 1
+                and status not in (204, 304)
+                and not self.head_request
+            ):
+                self._bypass = head.content_length
         self.handler.on_response_head(head)
         if self.head_request and status >= 200:
             self._skip_body = True
             self.head_request = False
             self._in_head = True
             self._ended = True
+            self._fresh = True
             self.handler.on_response_end()
 
     def on_message_complete(self) -> None:
         if self._skip_body:
             return  # already ended at the head
+        self._bypass = 0  # the whole body came with the head
+        self._message_done()
+
+    def _message_done(self) -> None:
         self._in_head = True
         self._until_eof = False
+        self._fresh = True
         if self._status >= 200:
             self._ended = True
             self.handler.on_response_end()
