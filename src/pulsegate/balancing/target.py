@@ -12,9 +12,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Final
+
 # EWMA smoothing for observed latencies: each observation moves the average 1/8 of the way,
 # the same decay nginx's and Finagle's peak-EWMA use as a default order of magnitude.
-EWMA_ALPHA = 0.125
+EWMA_ALPHA: Final = 0.125
 
 
 def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, int]:

@@ -15,9 +15,10 @@ Example:
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
-WINDOW_SLOTS = 10
-SLOT_SECONDS = 1.0
+WINDOW_SLOTS: Final = 10
+SLOT_SECONDS: Final = 1.0
 
 
 class RetryBudget:

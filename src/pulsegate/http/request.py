@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NoReturn, Protocol
+from typing import Final, NoReturn, Protocol
 
 import httptools
 
@@ -30,8 +30,18 @@ from pulsegate.errors import DownstreamError
 from pulsegate.http.head import RequestHead
 
 # How each header the intermediary must not forward blindly is handled; anything else is kept.
-_KEEP, _HOST, _CL, _TE, _CONN, _DROP, _UPGRADE, _EXPECT, _RID, _XFF, _VIA = range(11)
-_SPECIAL: dict[bytes, int] = {
+_KEEP: Final = 0
+_HOST: Final = 1
+_CL: Final = 2
+_TE: Final = 3
+_CONN: Final = 4
+_DROP: Final = 5
+_UPGRADE: Final = 6
+_EXPECT: Final = 7
+_RID: Final = 8
+_XFF: Final = 9
+_VIA: Final = 10
+_SPECIAL: Final[dict[bytes, int]] = {
     b"host": _HOST,
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -51,8 +61,8 @@ _SPECIAL: dict[bytes, int] = {
 }
 # Header names as spelled on the wire -> kind. Lower-casing every name costs a call per header;
 # names repeat, so the spelling seen is remembered (bounded, so hostile names cannot grow it).
-_KIND_BY_SPELLING: dict[bytes, int] = {}
-_KIND_CACHE_MAX = 4096
+_KIND_BY_SPELLING: Final[dict[bytes, int]] = {}
+_KIND_CACHE_MAX: Final = 4096
 
 
 def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int]) -> int:
@@ -63,12 +73,12 @@ def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int])
     return kind
 
 
-_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
-_CONNECTION_KEEP = frozenset((b"close", b"keep-alive", b"upgrade"))
+_REQUEST_ID_OK: Final = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
+_CONNECTION_KEEP: Final = frozenset((b"close", b"keep-alive", b"upgrade"))
 #: Connection values that name no other header: skip splitting them (common spellings first,
 #: so the usual value is not even lower-cased).
-_SIMPLE_CONNECTION = frozenset((b"close", b"keep-alive"))
-_SIMPLE_SPELLINGS = frozenset((b"close", b"keep-alive", b"Close", b"Keep-Alive"))
+_SIMPLE_CONNECTION: Final = frozenset((b"close", b"keep-alive"))
+_SIMPLE_SPELLINGS: Final = frozenset((b"close", b"keep-alive", b"Close", b"Keep-Alive"))
 
 
 class RequestHandler(Protocol):

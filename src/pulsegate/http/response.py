@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 import httptools
 
@@ -27,8 +27,14 @@ from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
 from pulsegate.http.request import header_kind, named_in_connection, serialize_kept
 
-_KEEP, _CL, _TE, _CONN, _DROP, _VIA, _UPGRADE = range(7)
-_SPECIAL: dict[bytes, int] = {
+_KEEP: Final = 0
+_CL: Final = 1
+_TE: Final = 2
+_CONN: Final = 3
+_DROP: Final = 4
+_VIA: Final = 5
+_UPGRADE: Final = 6
+_SPECIAL: Final[dict[bytes, int]] = {
     b"content-length": _CL,
     b"transfer-encoding": _TE,
     b"connection": _CONN,
@@ -41,11 +47,11 @@ _SPECIAL: dict[bytes, int] = {
     b"x-request-id": _DROP,
     b"via": _VIA,
 }
-_CONNECTION_KEEP = frozenset((b"close", b"keep-alive"))
+_CONNECTION_KEEP: Final = frozenset((b"close", b"keep-alive"))
 #: Content-Length bodies from this size on bypass llhttp after the first read (a fresh parser
 #: per such response costs about as much as copying a few KiB).
-BYPASS_MIN = 64 << 10
-_KIND_BY_SPELLING: dict[bytes, int] = {}
+BYPASS_MIN: Final = 64 << 10
+_KIND_BY_SPELLING: Final[dict[bytes, int]] = {}
 
 
 class ResponseHeadHandler(Protocol):

@@ -13,13 +13,14 @@ Example:
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
-CRLF = b"\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+CRLF: Final = b"\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 #: Precomputed status lines; hot paths look up here first and fall back to status_line().
-STATUS_LINES: dict[int, bytes] = {
+STATUS_LINES: Final[dict[int, bytes]] = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
 
@@ -35,8 +36,8 @@ def status_line(status: int) -> bytes:
 
 # Bodies of one size repeat (the same resource, the same error page): formatting the header costs
 # ~0.15 us, a lookup ~0.03 us. Bounded, so varied sizes cannot grow it.
-_LENGTH_LINES: dict[int, bytes] = {}
-_LENGTH_LINES_MAX = 1024
+_LENGTH_LINES: Final[dict[int, bytes]] = {}
+_LENGTH_LINES_MAX: Final = 1024
 
 
 def content_length_line(length: int) -> bytes:

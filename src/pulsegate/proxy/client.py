@@ -16,7 +16,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
 from pulsegate.http.head import RequestHead, ResponseHead
@@ -57,10 +57,14 @@ if TYPE_CHECKING:
 
 # Connection phases, for the sweeper's timeout decision. LINGER: refused and half-closed, reading
 # and dropping what the client still sends.
-IDLE, HEAD, ACTIVE, LINGER = 0, 1, 2, 3
+IDLE: Final = 0
+HEAD: Final = 1
+ACTIVE: Final = 2
+LINGER: Final = 3
 # nginx's lingering_timeout and lingering_time: how long a lingering connection may stay silent,
 # and how long it may linger at most.
-LINGER_TIMEOUT, LINGER_TIME = 5.0, 30.0
+LINGER_TIMEOUT: Final = 5.0
+LINGER_TIME: Final = 30.0
 
 
 class ClientConnection(asyncio.Protocol):

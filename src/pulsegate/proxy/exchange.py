@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pulsegate.http.head import RequestHead
 from pulsegate.http.writer import CRLF, content_length_line
@@ -19,17 +19,23 @@ if TYPE_CHECKING:
     from pulsegate.proxy.runtime import RouteRuntime
     from pulsegate.proxy.upstream import UpstreamConnection
 
-VIA = b"1.1 pulsegate"
+VIA: Final = b"1.1 pulsegate"
 #: The usual case (no Via came with the message), as one piece.
-VIA_RID = b"Via: " + VIA + b"\r\nX-Request-Id: "
+VIA_RID: Final = b"Via: " + VIA + b"\r\nX-Request-Id: "
 
 # Framing of the response body towards the client.
-BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE = 0, 1, 2, 3
+BODY_NONE: Final = 0
+BODY_LENGTH: Final = 1
+BODY_CHUNKED: Final = 2
+BODY_CLOSE: Final = 3
 # Reasons a client connection stops reading; reading resumes when none is left.
-BLOCK_UPSTREAM, BLOCK_BUFFER, BLOCK_PIPELINE, BLOCK_REJECTED = 1, 2, 4, 8
+BLOCK_UPSTREAM: Final = 1
+BLOCK_BUFFER: Final = 2
+BLOCK_PIPELINE: Final = 4
+BLOCK_REJECTED: Final = 8
 
 # Below this, one chunk is built by copying; above, its framing goes around the data in a writev.
-_COPY_CHUNK_MAX = 4096
+_COPY_CHUNK_MAX: Final = 4096
 
 
 def frame_chunk(data: bytes) -> bytes | list[bytes]:

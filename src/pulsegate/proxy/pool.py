@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pulsegate.balancing.target import Target
 from pulsegate.errors import ConnectError, GatewayError, UpstreamError
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from pulsegate.proxy.upstream import UpstreamConnection
 
 # Where a connection is, for the counts: handed out (or opening), idle in the pool, or gone.
-BUSY, IDLE, GONE = 0, 1, 2
+BUSY: Final = 0
+IDLE: Final = 1
+GONE: Final = 2
 
 #: Called with a connection, or with the error that prevented one.
 OnReady = Callable[["UpstreamConnection | None", "GatewayError | None"], None]

@@ -10,7 +10,7 @@ none of them runs on the path of a request that succeeds first time, apart from 
 from __future__ import annotations
 
 from time import monotonic, perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pulsegate.errors import GatewayError, UpstreamError
 
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from pulsegate.proxy.exchange import Exchange
     from pulsegate.proxy.runtime import RateLimiter, UpstreamRuntime
 
-IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 #: Upstream answers worth another target for an idempotent request (Envoy's retry_on gateway-error).
-RETRY_STATUSES = frozenset((502, 503, 504))
+RETRY_STATUSES: Final = frozenset((502, 503, 504))
 
 
 class RetryResponse(UpstreamError):

@@ -19,7 +19,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from pulsegate.accesslog import AccessLog
 from pulsegate.balancing.target import split_address
@@ -35,7 +35,8 @@ from pulsegate.proxy.runtime import Runtime
 
 # Timers are swept, not scheduled per request: a loop.call_later per request and per keep-alive
 # costs about a microsecond each; one pass over the connections a few times a second costs far less.
-MIN_TICK, MAX_TICK = 0.01, 0.5
+MIN_TICK: Final = 0.01
+MAX_TICK: Final = 0.5
 
 
 class Server:

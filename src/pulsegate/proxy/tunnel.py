@@ -14,7 +14,7 @@ it (mypyc), so the attribute accesses stay native.
 from __future__ import annotations
 
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pulsegate.http.head import ResponseHead
 from pulsegate.http.writer import STATUS_LINES, status_line
@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from pulsegate.proxy.exchange import Exchange
 
 # Upgrade states of a client connection: none, asked (waiting for the upstream's 101), open.
-NO_TUNNEL, TUNNEL_ASKED, TUNNEL_OPEN = 0, 1, 2
+NO_TUNNEL: Final = 0
+TUNNEL_ASKED: Final = 1
+TUNNEL_OPEN: Final = 2
 # Sides of a half-close, as bits of ClientConnection.tunnel_eof.
-CLIENT_EOF, UPSTREAM_EOF = 1, 2
+CLIENT_EOF: Final = 1
+UPSTREAM_EOF: Final = 2
 
 
 def from_client(conn: ClientConnection, data: bytes) -> None:
