@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from time import perf_counter_ns
+from time import perf_counter_ns as _perf_counter_ns
 from typing import TYPE_CHECKING, Final, cast
 
 from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from pulsegate.proxy.server import Server
     from pulsegate.proxy.upstream import UpstreamConnection
     from pulsegate.routing.table import Match, RouteTable
+
+# A Final alias is a C static in the compiled module; an imported name is a dict lookup per call.
+perf_counter_ns: Final = _perf_counter_ns
 
 # Connection phases, for the sweeper's timeout decision. LINGER: refused and half-closed, reading
 # and dropping what the client still sends.
