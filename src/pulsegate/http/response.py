@@ -138,6 +138,7 @@ class ResponseParser:
         self._ended = False
         self._feed_fresh = self._fresh
         self._begins = 0
+        self._bypass = 0  # also after a feed that raised (a retried 5xx): never carried over
         try:
             self._feed(data)
         except httptools.HttpParserUpgrade as exc:
