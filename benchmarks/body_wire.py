@@ -103,16 +103,12 @@ def body_length(headers: dict[str, str]) -> int | None:
     return int(headers.get("content-length", "0"))
 
 
-class OriginConnection(asyncio.BufferedProtocol):
-    """One client connection of the origin: sequential keep-alive requests, no pipelining."""
+class _Stream(asyncio.BufferedProtocol):
+    """What both ends share: one reusable read buffer, and writing only while not paused."""
 
-    def __init__(self) -> None:
-        self.buf = bytearray(READ_BUFFER)
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
         self.view = memoryview(self.buf)
-        self.streaming: asyncio.Task[None] | None = None
-        self.head = bytearray()
-        self.request: tuple[str, str, dict[str, str]] | None = None
-        self.body: BodyCounter | None = None
         self.writable = asyncio.Event()
         self.writable.set()
         self.transport: asyncio.Transport | None = None
@@ -120,10 +116,6 @@ class OriginConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass but has the same methods.
         self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.writable.set()  # a streaming task waiting here sees the loss and stops
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -133,6 +125,21 @@ class OriginConnection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.view
+
+
+class OriginConnection(_Stream):
+    """One client connection of the origin: sequential keep-alive requests, no pipelining."""
+
+    def __init__(self) -> None:
+        super().__init__(READ_BUFFER)
+        self.streaming: asyncio.Task[None] | None = None
+        self.head = bytearray()
+        self.request: tuple[str, str, dict[str, str]] | None = None
+        self.body: BodyCounter | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.writable.set()  # a streaming task waiting here sees the loss and stops
 
     def buffer_updated(self, nbytes: int) -> None:
         self.consume(self.buf, 0, nbytes)
@@ -235,28 +242,21 @@ class OriginConnection(asyncio.BufferedProtocol):
             self.consume(pending, 0, len(pending))
 
 
-class ClientExchange(asyncio.BufferedProtocol):
+class ClientExchange(_Stream):
     """One request on a new connection; counts the response body into a reusable buffer.
 
     The response must be 200; its body is kept only when ``keep_body`` (the short upload answer).
     """
 
     def __init__(self, keep_body: bool) -> None:
-        self.buf = bytearray(1 << 20)
-        self.view = memoryview(self.buf)
+        super().__init__(1 << 20)
         self.keep_body = keep_body
         self.kept = bytearray()
         self.sent = 0
         self.head = bytearray()
         self.status_line = ""
         self.body: BodyCounter | None = None
-        self.writable = asyncio.Event()
-        self.writable.set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None  # uvloop raises on a write to a lost transport: send_body stops
@@ -266,15 +266,6 @@ class ClientExchange(asyncio.BufferedProtocol):
             why = f"{exc}" if exc else "closed by the peer"
             where = f"{self.sent} body bytes sent, {got} received, head {self.status_line or 'none'!r}"
             self.done.set_exception(ConnectionError(f"{why} ({where})"))
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view
 
     def buffer_updated(self, nbytes: int) -> None:
         buf: bytes | bytearray = self.buf
