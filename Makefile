@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 
 # The per-request modules are compiled with mypyc (setup.py): rebuild when they change, so tests
 # never run a stale compiled copy.
-COMPILED_SRC := $(wildcard src/pulsegate/http/*.py src/pulsegate/proxy/*.py src/pulsegate/balancing/*.py) \
+COMPILED_SRC := $(wildcard src/pulsegate/http/*.py src/pulsegate/http/*.c src/pulsegate/proxy/*.py src/pulsegate/balancing/*.py) \
 	src/pulsegate/metrics/histogram.py src/pulsegate/metrics/stats.py src/pulsegate/accesslog.py \
 	src/pulsegate/health/budget.py
 

@@ -78,17 +78,34 @@ class RequestHead:
 class ResponseHead:
     """A validated response head.
 
+    ``headers`` is split from the raw head on first use when the C fast path scanned it (nothing
+    on the proxy's path reads it, so most responses never pay for the list).
+
     Example:
         >>> ResponseHead(204, []).status
         204
+        >>> ResponseHead(200, None, b"HTTP/1.1 200 OK\\r\\nA:  b\\r\\n\\r\\n").headers
+        [(b'A', b'b')]
     """
 
-    __slots__ = ("chunked", "content_length", "fields", "headers", "keep_alive", "status", "upgrade", "via")
+    __slots__ = (
+        "_headers",
+        "_raw",
+        "chunked",
+        "content_length",
+        "fields",
+        "keep_alive",
+        "status",
+        "upgrade",
+        "via",
+    )
 
-    def __init__(self, status: int, headers: Headers) -> None:
+    def __init__(self, status: int, headers: Headers | None, raw: bytes = b"") -> None:
         self.status = status
-        #: Every header as received.
-        self.headers = headers
+        self._headers = headers
+        #: The head as received, when ``headers`` is None (a head the fast path accepted: CRLF
+        #: lines, no obs-fold, so a plain split is exact).
+        self._raw = raw
         #: The end-to-end headers to forward, serialized.
         self.fields = b""
         self.content_length: int | None = None
@@ -98,5 +115,17 @@ class ResponseHead:
         #: The Upgrade header (the protocol a 101 switches to).
         self.upgrade: bytes | None = None
 
+    @property
+    def headers(self) -> Headers:
+        """Every header as received: names as spelled, values without leading whitespace."""
+        if self._headers is None:
+            self._headers = [_split_line(line) for line in self._raw.split(b"\r\n")[1:] if line]
+        return self._headers
+
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status} cl={self.content_length} chunked={self.chunked}>"
+
+
+def _split_line(line: bytes) -> tuple[bytes, bytes]:
+    name, _, value = line.partition(b":")
+    return name, value.lstrip(b" \t")

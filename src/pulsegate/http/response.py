@@ -53,6 +53,21 @@ _CONNECTION_KEEP: Final = frozenset((b"close", b"keep-alive"))
 BYPASS_MIN: Final = 64 << 10
 _KIND_BY_SPELLING: Final[dict[bytes, int]] = {}
 
+#: What the C fast path returns: status, fields, Content-Length, keep-alive, Via, head length.
+Scanned = tuple[int, bytes, int, bool, bytes | None, int]
+
+
+def _load_scan() -> Callable[[bytes], Scanned | None] | None:
+    try:
+        from pulsegate.http._wire import scan_response
+    except ImportError:  # a pure-Python install: llhttp parses every response
+        return None
+    return scan_response
+
+
+#: ``pulsegate.http._wire.scan_response``, or None when the C extension is not built.
+SCAN: Final = _load_scan()
+
 
 class ResponseHeadHandler(Protocol):
     """Receives response heads and ends (may change between responses)."""
@@ -93,14 +108,16 @@ class ResponseParser:
         "_keep_alive",
         "_on_body",
         "_p",
+        "_scan",
         "_skip_body",
+        "_stale",
         "_status",
         "_until_eof",
         "handler",
         "head_request",
     )
 
-    def __init__(self, handler: ResponseHandler) -> None:
+    def __init__(self, handler: ResponseHandler, *, fast: bool = True) -> None:
         self.handler: ResponseHeadHandler = handler
         self._body_handler = handler
         self._headers: list[tuple[bytes, bytes]] = []
@@ -121,6 +138,11 @@ class ResponseParser:
         #: Bytes of such a body still to come; they go to the handler as read, without a copy.
         self._body_left = 0
         self._on_body: Callable[[bytes], None] = handler.on_response_body
+        #: Plain heads at a message boundary are scanned in C (``fast=False``: llhttp only, for
+        #: the differential tests); anything the scan declines goes to llhttp.
+        self._scan = SCAN if fast else None
+        #: llhttp was fed a head whose body then went around it: replace it at the body's end.
+        self._stale = False
         self._p = self._fresh_parser()
 
     def _fresh_parser(self) -> httptools.HttpResponseParser:
@@ -132,10 +154,20 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> None:
         """Parse ``data`` and report to the handler."""
+        ended = False
         if self._body_left:
-            self._pass_body(data)
-            return
-        self._ended = False
+            data = self._pass_body(data)
+            if not data:
+                return
+            ended = True  # bytes after the body: llhttp judges them (it skips CRLFs, as here)
+        elif self._fresh and self._scan is not None and not self.head_request:
+            scanned = self._scan(data)
+            if scanned is not None:
+                data = self._take(data, scanned)
+                if not data:
+                    return
+                ended = True
+        self._ended = ended
         self._feed_fresh = self._fresh
         self._begins = 0
         self._bypass = 0  # also after a feed that raised (a retried 5xx): never carried over
@@ -163,22 +195,47 @@ class ResponseParser:
                 seen = len(data) - (data.find(b"\r\n\r\n") + 4)
                 if seen < length:
                     self._body_left = length - seen
+                    self._stale = True
 
-    def _pass_body(self, data: bytes) -> None:
-        """Body bytes of a large Content-Length response, handed on as read: llhttp would copy
-        every chunk into a new bytes object (and a megabyte body is mostly those copies)."""
+    def _take(self, data: bytes, scanned: Scanned) -> bytes:
+        """A head the C scan accepted (status 2xx-5xx, Content-Length framing): report it and
+        as much of its body as came, without llhttp. Returns the bytes after the response."""
+        status, fields, length, keep_alive, via, end = scanned
+        head = ResponseHead(status, None, data[:end])
+        head.fields = fields
+        head.content_length = length
+        head.keep_alive = keep_alive
+        head.via = via
+        self._status = status
+        self.handler.on_response_head(head)
+        came = len(data) - end
+        if came < length:
+            if came:
+                self._on_body(data[end:])
+            self._body_left = length - came
+            return b""
+        if length:
+            self._on_body(data[end : end + length])
+        self._message_done()
+        return data[end + length :] if came > length else b""
+
+    def _pass_body(self, data: bytes) -> bytes:
+        """Body bytes of a Content-Length response, handed on as read: llhttp would copy every
+        chunk into a new bytes object (and a megabyte body is mostly those copies). Returns the
+        bytes after the body."""
         left = self._body_left
         n = len(data)
         if n < left:
             self._body_left = left - n
             self._on_body(data)
-            return
+            return b""
         self._body_left = 0
         self._on_body(data if n == left else data[:left])
-        self._p = self._fresh_parser()  # this one still waits for the body we passed around it
+        if self._stale:
+            self._stale = False
+            self._p = self._fresh_parser()  # this one still waits for the body we passed around it
         self._message_done()
-        if n > left:
-            raise UpstreamError("upstream sent bytes after its response", status=502)
+        return data[left:] if n > left else b""
 
     def feed_eof(self) -> bool:
         """The upstream closed. True if that ended a close-delimited body (reported as its end).
