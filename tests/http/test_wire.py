@@ -1,9 +1,10 @@
-"""The C response-head scan (pulsegate.http._wire) against llhttp: same events for every stream.
+"""The C head scans (pulsegate.http._wire) against llhttp: same events for every stream.
 
-The scan is a fast path, not a second parser: a head it accepts must come out exactly as llhttp
-reads it, and anything else must be declined (None) so llhttp decides. The differential property
-test feeds generated and mutated responses, split at random, to a parser using the scan and to one
-using llhttp only, and compares every event, head attribute, body byte and error.
+Each scan is a fast path, not a second parser: a head it accepts must come out exactly as llhttp
+reads it (and as request.py/response.py classify it), and anything else must be declined (None)
+so llhttp decides. The differential property tests feed generated and mutated streams, split at
+random, to a parser using the scan and to one using llhttp only, and compare every event, head
+attribute, body byte and error.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pulsegate.errors import UpstreamError
-from pulsegate.http import ResponseHead, ResponseParser
+from pulsegate.errors import DownstreamError, UpstreamError
+from pulsegate.http import RequestHead, RequestParser, ResponseHead, ResponseParser
+from pulsegate.http.request import SCAN_REQUEST
 from pulsegate.http.response import SCAN
 
 pytestmark = pytest.mark.skipif(SCAN is None, reason="the C extension is not built (pure-Python install)")
@@ -345,3 +347,212 @@ def _sample(seed: int) -> bytes:
     if rnd.random() < 0.8:
         lines.append(b"Content-Length: 3")
     return b"\r\n".join(lines) + b"\r\n\r\nabc"
+
+
+# -- requests ----------------------------------------------------------------------------------------
+
+
+class RequestEvents:
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def on_head(self, head: RequestHead) -> None:
+        self.events.append(
+            (
+                "head",
+                head.method,
+                head.target,
+                head.path,
+                head.query,
+                head.version,
+                tuple(head.headers),
+                head.fields,
+                head.host,
+                head.host_count,
+                head.content_length,
+                head.chunked,
+                head.keep_alive,
+                head.expect_continue,
+                head.request_id,
+                head.forwarded_for,
+                head.via,
+                head.upgrade,
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        if self.events and self.events[-1][0] == "body":
+            self.events[-1] = ("body", self.events[-1][1] + data)  # type: ignore[operator]
+        else:
+            self.events.append(("body", data))
+
+    def on_end(self) -> None:
+        self.events.append(("end",))
+
+    def on_upgrade(self, data: bytes) -> None:
+        self.events.append(("upgrade", data))
+
+
+def run_requests(chunks: list[bytes], *, fast: bool, max_head: int = 8192) -> list[tuple[object, ...]]:
+    rec = RequestEvents()
+    parser = RequestParser(rec, max_header_bytes=max_head, max_body_bytes=64, fast=fast)
+    for chunk in chunks:
+        try:
+            parser.feed(chunk)
+        except DownstreamError as exc:
+            rec.events.append(("error", exc.status))
+            break
+    rec.events.append(("in_head", parser.in_head))
+    return rec.events
+
+
+def scan_request(data: bytes) -> object:
+    assert SCAN_REQUEST is not None
+    return SCAN_REQUEST(data)
+
+
+WRK = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+BROWSER = (
+    b"GET /api/v1/items?page=2 HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: Mozilla/5.0 (X11)\r\n"
+    b"Accept: application/json, */*\r\nCookie: session=abc123; theme=dark\r\nConnection: keep-alive\r\n"
+    b"X-Request-Id: abc-1\r\nX-Forwarded-For: 10.0.0.1\r\nVia: 1.1 edge\r\nX-Forwarded-Host: evil\r\n"
+    b"Keep-Alive: 5\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def test_browser_request_is_scanned_and_classified() -> None:
+    scanned = scan_request(BROWSER)
+    assert scanned is not None
+    method, target, minor, fields, host, keep, rid, xff, via, length, end = scanned  # type: ignore[misc]
+    assert (method, target, minor, host, keep, rid, xff, via, length, end) == (
+        b"GET", b"/api/v1/items?page=2", 1, b"shop.example.com", True, b"abc-1", b"10.0.0.1", b"1.1 edge", 0,
+        len(BROWSER),
+    )  # fmt: skip
+    assert fields == (
+        b"User-Agent: Mozilla/5.0 (X11)\r\nAccept: application/json, */*\r\n"
+        b"Cookie: session=abc123; theme=dark\r\n"
+    )
+    assert run_requests([BROWSER * 2], fast=True) == run_requests([BROWSER * 2], fast=False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",  # a body
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host
+        b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1\r\nX-Forwarded-For: 2\r\n\r\n",
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: a\n\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\x00\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n",  # not complete yet
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ],
+)
+def test_declined_request_heads_go_to_llhttp(data: bytes) -> None:
+    assert scan_request(data) is None
+    assert run_requests([data], fast=True) == run_requests([data], fast=False)
+
+
+def test_request_head_over_the_limit_is_left_to_llhttp() -> None:
+    # The scan takes it; the parser hands it to llhttp, whose path counts it exactly: 431.
+    assert scan_request(BROWSER) is not None
+    assert run_requests([BROWSER], fast=True, max_head=100) == run_requests(
+        [BROWSER], fast=False, max_head=100
+    )
+    assert run_requests([BROWSER], fast=True, max_head=100)[0] == ("error", 431)
+
+
+def test_pipelined_requests_mix_the_scan_and_llhttp() -> None:
+    post = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+    close = b"GET /last HTTP/1.0\r\n\r\n"
+    stream = WRK + post + BROWSER + WRK[:10]
+    for chunks in ([stream], [stream[:50], stream[50:]], [WRK, post, close + WRK]):
+        assert run_requests(chunks, fast=True) == run_requests(chunks, fast=False)
+    events = run_requests([WRK, post, close + WRK], fast=True)
+    assert [e[0] for e in events] == ["head", "end", "head", "body", "end", "head", "end", "in_head"]
+
+
+METHODS = st.sampled_from(
+    [b"GET"] * 6
+    + [b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"PROPFIND", b"get", b"GET "]
+)
+TARGETS = st.sampled_from(
+    [b"/"] * 4
+    + [b"/a?b=1", b"/%7e~", b"/a#f", b"*", b"http://x/y", b"/a b", b"/\x7f", b"/\xc3\xa9", b"", b'/"{}|^`']
+)
+REQUEST_VERSIONS = st.sampled_from(
+    [b" HTTP/1.1"] * 5 + [b" HTTP/1.0"] * 2 + [b" HTTP/2.0", b" HTTP/1.2", b" http/1.1", b"  HTTP/1.1", b""]
+)
+REQUEST_NAMES = st.sampled_from(
+    [b"Host"] * 5 + [b"User-Agent", b"Accept", b"Cookie", b"Content-Length", b"Transfer-Encoding",
+    b"Connection", b"connection", b"Expect", b"Upgrade", b"X-Request-Id", b"x-forwarded-for", b"Via",
+    b"Proxy-Connection", b"X-Forwarded-Host", b"X-Forwarded-Proto", b"Keep-Alive", b"TE", b"Trailer", b"HOST",
+    b"Bad Name", b"", b" X"]
+)  # fmt: skip
+REQUEST_VALUES = st.sampled_from(
+    [b"a", b"127.0.0.1:8080", b"", b"  spaced ", b"0", b"3", b"00", b"+0", b"chunked", b"close",
+    b"keep-alive", b"Keep-Alive ", b"upgrade", b"close, x-a", b"100-continue", b"websocket", b"h2c", b"req-1",
+    b"bad id!", b"10.0.0.1", b"1.1 edge", b"\x80", b"a\x7f", b"a\x00b", b"*/*"]
+)  # fmt: skip
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    out = [draw(METHODS), b" ", draw(TARGETS), draw(REQUEST_VERSIONS), draw(EOLS)]
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.integers(0, 3)):
+            out += [draw(st.sampled_from(PLAIN_NAMES)), b": ", draw(st.sampled_from(PLAIN_VALUES)), b"\r\n"]
+        else:
+            out += [draw(REQUEST_NAMES), draw(SEPARATORS), draw(REQUEST_VALUES), draw(EOLS)]
+    if draw(st.integers(0, 3)):
+        out.append(b"Host: h\r\n")
+    out.append(draw(EOLS))
+    if draw(st.integers(0, 3)) == 0:
+        out.append(draw(st.binary(max_size=20)))
+    return b"".join(out)
+
+
+@st.composite
+def request_streams(draw: st.DrawFn) -> list[bytes]:
+    data = b"".join(
+        draw(st.lists(st.one_of(requests(), st.just(WRK), st.just(BROWSER)), min_size=1, max_size=3))
+    )
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request_streams(), st.sampled_from([8192, 8192, 120]))
+def test_request_scan_and_llhttp_report_the_same(chunks: list[bytes], max_head: int) -> None:
+    assert run_requests(chunks, fast=True, max_head=max_head) == run_requests(
+        chunks, fast=False, max_head=max_head
+    )
+
+
+def test_generated_requests_exercise_the_scan() -> None:
+    rnd = random.Random(7)
+    taken = 0
+    for _ in range(400):
+        lines = [
+            rnd.choice([b"GET / HTTP/1.1", b"GET /a?b HTTP/1.0", b"POST /p HTTP/1.1", b"PUT * HTTP/1.1"])
+        ]
+        lines += [rnd.choice([b"Host: h", b"Accept: */*", b"Connection: close", b"Expect: 100-continue"])]
+        taken += scan_request(b"\r\n".join(lines) + b"\r\n\r\n") is not None
+    assert 100 <= taken <= 300, taken

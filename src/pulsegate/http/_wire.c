@@ -23,7 +23,7 @@
 /* More headers than this go to llhttp: the spans live on the stack. */
 #define MAX_HEADERS 64
 
-enum { K_KEEP, K_CL, K_CONN, K_DROP, K_VIA, K_REFUSE };
+enum { K_KEEP, K_CL, K_CONN, K_DROP, K_VIA, K_REFUSE, K_HOST, K_RID, K_XFF };
 
 /* tchar (RFC 9110 5.6.2) */
 static unsigned char TOKEN[256];
@@ -85,6 +85,46 @@ static int classify(const unsigned char *name, Py_ssize_t n)
     }
 }
 
+/* Request headers, as request.py's _SPECIAL sorts them; what it checks further (Expect, Upgrade,
+ * Transfer-Encoding) and Proxy-Connection (llhttp reads it like Connection) are left to llhttp. */
+static int classify_request(const unsigned char *name, Py_ssize_t n)
+{
+    switch (n) {
+    case 2:
+        return IS("te") ? K_DROP : K_KEEP;
+    case 3:
+        return IS("via") ? K_VIA : K_KEEP;
+    case 4:
+        return IS("host") ? K_HOST : K_KEEP;
+    case 6:
+        return IS("expect") ? K_REFUSE : K_KEEP;
+    case 7:
+        if (IS("trailer"))
+            return K_DROP;
+        return IS("upgrade") ? K_REFUSE : K_KEEP;
+    case 10:
+        if (IS("connection"))
+            return K_CONN;
+        return IS("keep-alive") ? K_DROP : K_KEEP;
+    case 12:
+        return IS("x-request-id") ? K_RID : K_KEEP;
+    case 14:
+        return IS("content-length") ? K_CL : K_KEEP;
+    case 15:
+        return IS("x-forwarded-for") ? K_XFF : K_KEEP;
+    case 16:
+        if (IS("x-forwarded-host"))
+            return K_DROP;
+        return IS("proxy-connection") ? K_REFUSE : K_KEEP;
+    case 17:
+        if (IS("x-forwarded-proto"))
+            return K_DROP;
+        return IS("transfer-encoding") ? K_REFUSE : K_KEEP;
+    default:
+        return K_KEEP;
+    }
+}
+
 /* Trailing SP/HTAB are part of a value as llhttp reports it, but not of a token we compare. */
 static Py_ssize_t trim_end(const unsigned char *v, Py_ssize_t n)
 {
@@ -98,6 +138,127 @@ typedef struct {
     int kind;
 } Span;
 
+/* The header lines from ``i`` to the blank line: their spans, and the offset after the blank line;
+ * -1 if the head is incomplete or anything in it is not plain (then llhttp decides). */
+static Py_ssize_t scan_lines(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, Span *spans, int *count)
+{
+    for (;;) {
+        if (i + 1 >= n)
+            return -1; /* incomplete */
+        if (s[i] == '\r') {
+            if (s[i + 1] != '\n')
+                return -1;
+            return i + 2;
+        }
+        Py_ssize_t name = i;
+        while (i < n && TOKEN[s[i]])
+            i++;
+        /* empty name: also obs-fold (a line starting with SP/HTAB), which llhttp refuses */
+        if (i == name || i >= n || s[i] != ':')
+            return -1;
+        Py_ssize_t name_len = i - name;
+        i++;
+        while (i < n && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        Py_ssize_t value = i;
+        while (i < n && VALUE[s[i]])
+            i++;
+        if (i + 1 >= n || s[i] != '\r' || s[i + 1] != '\n' || *count == MAX_HEADERS)
+            return -1;
+        Span *sp = &spans[(*count)++];
+        sp->name = name;
+        sp->name_len = name_len;
+        sp->value = value;
+        sp->value_len = i - value;
+        i += 2;
+    }
+}
+
+/* A Content-Length value: digits (then OWS, as llhttp reads it); -1 for anything else. */
+static long long parse_length(const unsigned char *v, Py_ssize_t vn)
+{
+    Py_ssize_t digits = trim_end(v, vn);
+    if (digits == 0 || digits > 18)
+        return -1;
+    long long length = 0;
+    for (Py_ssize_t k = 0; k < digits; k++) {
+        if (v[k] < '0' || v[k] > '9')
+            return -1;
+        length = length * 10 + (v[k] - '0');
+    }
+    return length;
+}
+
+/* A Connection value's effect on keep-alive: 0 for close, 1 for keep-alive, -1 for anything else
+ * (several tokens, or names of other headers: left to llhttp and request.py/response.py). */
+static int connection_keep(const unsigned char *v, Py_ssize_t vn)
+{
+    Py_ssize_t tn = trim_end(v, vn);
+    if (token_is(v, tn, "close", 5))
+        return 0;
+    if (token_is(v, tn, "keep-alive", 10))
+        return 1;
+    return -1;
+}
+
+/* ``Name: value\r\n`` for every K_KEEP span, in order and spelling. */
+static PyObject *serialize_kept(const unsigned char *s, const Span *spans, int count, Py_ssize_t size)
+{
+    PyObject *fields = PyBytes_FromStringAndSize(NULL, size);
+    if (fields == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(fields);
+    for (int h = 0; h < count; h++) {
+        const Span *sp = &spans[h];
+        if (sp->kind != K_KEEP)
+            continue;
+        memcpy(out, s + sp->name, (size_t)sp->name_len);
+        out += sp->name_len;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, s + sp->value, (size_t)sp->value_len);
+        out += sp->value_len;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    return fields;
+}
+
+/* A span's value as bytes, or None (a new reference either way; NULL on error). */
+static PyObject *value_or_none(const unsigned char *s, const Span *spans, int h)
+{
+    if (h < 0)
+        return Py_NewRef(Py_None);
+    return PyBytes_FromStringAndSize((const char *)s + spans[h].value, spans[h].value_len);
+}
+
+/* A tuple of ``n`` new references; every one is released if any is NULL. */
+static PyObject *pack(PyObject **items, Py_ssize_t n)
+{
+    PyObject *result = NULL;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (items[k] == NULL)
+            goto fail;
+    result = PyTuple_New(n);
+    if (result == NULL)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n; k++)
+        PyTuple_SET_ITEM(result, k, items[k]);
+    return result;
+fail:
+    for (Py_ssize_t k = 0; k < n; k++)
+        Py_XDECREF(items[k]);
+    return NULL;
+}
+
+static int check_bytes(PyObject *arg, const char *who)
+{
+    if (PyBytes_CheckExact(arg))
+        return 1;
+    PyErr_Format(PyExc_TypeError, "%s() needs bytes, not %.100s", who, Py_TYPE(arg)->tp_name);
+    return 0;
+}
+
 PyDoc_STRVAR(scan_response_doc,
 "scan_response(data, /)\n--\n\n"
 "Scan a complete, plain response head at the start of ``data``.\n\n"
@@ -109,10 +270,8 @@ PyDoc_STRVAR(scan_response_doc,
 static PyObject *scan_response(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_CheckExact(arg)) {
-        PyErr_Format(PyExc_TypeError, "scan_response() needs bytes, not %.100s", Py_TYPE(arg)->tp_name);
+    if (!check_bytes(arg, "scan_response"))
         return NULL;
-    }
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
     Py_ssize_t n = PyBytes_GET_SIZE(arg);
     /* "HTTP/1.x NNN" then SP reason or nothing, CRLF */
@@ -132,84 +291,35 @@ static PyObject *scan_response(PyObject *module, PyObject *arg)
     }
     if (i + 1 >= n || s[i] != '\r' || s[i + 1] != '\n')
         Py_RETURN_NONE;
-    i += 2;
 
     Span spans[MAX_HEADERS];
     int count = 0;
-    for (;;) {
-        if (i + 1 >= n)
-            Py_RETURN_NONE; /* incomplete */
-        if (s[i] == '\r') {
-            if (s[i + 1] != '\n')
-                Py_RETURN_NONE;
-            i += 2;
-            break;
-        }
-        Py_ssize_t name = i;
-        while (i < n && TOKEN[s[i]])
-            i++;
-        /* empty name: also obs-fold (a line starting with SP/HTAB), which llhttp refuses */
-        if (i == name || i >= n || s[i] != ':')
-            Py_RETURN_NONE;
-        Py_ssize_t name_len = i - name;
-        i++;
-        while (i < n && (s[i] == ' ' || s[i] == '\t'))
-            i++;
-        Py_ssize_t value = i;
-        while (i < n && VALUE[s[i]])
-            i++;
-        if (i + 1 >= n || s[i] != '\r' || s[i + 1] != '\n')
-            Py_RETURN_NONE;
-        if (count == MAX_HEADERS)
-            Py_RETURN_NONE;
-        spans[count].name = name;
-        spans[count].name_len = name_len;
-        spans[count].value = value;
-        spans[count].value_len = i - value;
-        count++;
-        i += 2;
-    }
-    Py_ssize_t head_end = i;
+    Py_ssize_t head_end = scan_lines(s, n, i + 2, spans, &count);
+    if (head_end < 0)
+        Py_RETURN_NONE;
 
     long long length = -1;
-    int keep_alive = minor == 1;
-    int connection_seen = 0;
-    int via = -1;
+    int keep_alive = minor == 1, connection = 0, via = -1;
     Py_ssize_t fields_len = 0;
     for (int h = 0; h < count; h++) {
         Span *sp = &spans[h];
         const unsigned char *v = s + sp->value;
-        Py_ssize_t vn = sp->value_len;
         sp->kind = classify(s + sp->name, sp->name_len);
         switch (sp->kind) {
         case K_KEEP:
-            fields_len += sp->name_len + 2 + vn + 2;
+            fields_len += sp->name_len + 2 + sp->value_len + 2;
             break;
-        case K_CL: {
-            Py_ssize_t digits = trim_end(v, vn);
-            if (length >= 0 || digits == 0 || digits > 18)
-                Py_RETURN_NONE; /* duplicates and oddities: llhttp decides */
-            length = 0;
-            for (Py_ssize_t k = 0; k < digits; k++) {
-                if (v[k] < '0' || v[k] > '9')
-                    Py_RETURN_NONE;
-                length = length * 10 + (v[k] - '0');
-            }
-            break;
-        }
-        case K_CONN: {
-            Py_ssize_t tn = trim_end(v, vn);
-            if (connection_seen)
+        case K_CL:
+            if (length >= 0) /* duplicates: llhttp decides */
                 Py_RETURN_NONE;
-            connection_seen = 1;
-            if (token_is(v, tn, "close", 5))
-                keep_alive = 0;
-            else if (token_is(v, tn, "keep-alive", 10))
-                keep_alive = 1;
-            else
-                Py_RETURN_NONE; /* names other headers, or several tokens */
+            length = parse_length(v, sp->value_len);
+            if (length < 0)
+                Py_RETURN_NONE;
             break;
-        }
+        case K_CONN:
+            if (connection++ || (keep_alive = connection_keep(v, sp->value_len)) < 0)
+                Py_RETURN_NONE;
+            break;
         case K_VIA:
             if (via >= 0)
                 Py_RETURN_NONE;
@@ -223,65 +333,142 @@ static PyObject *scan_response(PyObject *module, PyObject *arg)
     }
     if (length < 0)
         Py_RETURN_NONE; /* close-delimited: llhttp tracks it */
+    PyObject *items[6] = {
+        PyLong_FromLong(status),
+        serialize_kept(s, spans, count, fields_len),
+        PyLong_FromLongLong(length),
+        Py_NewRef(keep_alive ? Py_True : Py_False),
+        value_or_none(s, spans, via),
+        PyLong_FromSsize_t(head_end),
+    };
+    return pack(items, 6);
+}
 
-    PyObject *fields = PyBytes_FromStringAndSize(NULL, fields_len);
-    if (fields == NULL)
+/* Methods taken here, as shared bytes objects: heads of other methods go to llhttp. */
+static const char *METHOD_NAMES[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+#define N_METHODS ((int)(sizeof(METHOD_NAMES) / sizeof(METHOD_NAMES[0])))
+static PyObject *METHODS[N_METHODS];
+
+PyDoc_STRVAR(scan_request_doc,
+"scan_request(data, /)\n--\n\n"
+"Scan a complete, plain, bodiless request head at the start of ``data``.\n\n"
+"Returns ``(method, target, minor, fields, host, keep_alive, request_id, forwarded_for, via,\n"
+"content_length, head_end)`` or ``None`` when the head is incomplete or not one this fast path\n"
+"takes: a body, Expect, Upgrade, Transfer-Encoding, several Host headers, another method, a\n"
+"target not in origin form (the caller then uses llhttp).\n\n"
+">>> scan_request(b'GET /a HTTP/1.1\\r\\nHost: h\\r\\nAccept: */*\\r\\n\\r\\n')\n"
+"(b'GET', b'/a', 1, b'Accept: */*\\r\\n', b'h', True, None, None, None, None, 41)\n");
+
+static PyObject *scan_request(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!check_bytes(arg, "scan_request"))
         return NULL;
-    char *out = PyBytes_AS_STRING(fields);
-    for (int h = 0; h < count; h++) {
-        const Span *sp = &spans[h];
-        if (sp->kind != K_KEEP)
-            continue;
-        memcpy(out, s + sp->name, (size_t)sp->name_len);
-        out += sp->name_len;
-        *out++ = ':';
-        *out++ = ' ';
-        memcpy(out, s + sp->value, (size_t)sp->value_len);
-        out += sp->value_len;
-        *out++ = '\r';
-        *out++ = '\n';
-    }
-    PyObject *via_obj;
-    if (via >= 0) {
-        via_obj = PyBytes_FromStringAndSize((const char *)s + spans[via].value, spans[via].value_len);
-        if (via_obj == NULL) {
-            Py_DECREF(fields);
-            return NULL;
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    int method = -1;
+    Py_ssize_t i = 0;
+    for (int m = 0; m < N_METHODS; m++) {
+        size_t len = strlen(METHOD_NAMES[m]);
+        if ((Py_ssize_t)len < n && memcmp(s, METHOD_NAMES[m], len) == 0 && s[len] == ' ') {
+            method = m;
+            i = (Py_ssize_t)len + 1;
+            break;
         }
-    } else {
-        via_obj = Py_NewRef(Py_None);
     }
-    PyObject *result = PyTuple_New(6);
-    PyObject *status_obj = PyLong_FromLong(status);
-    PyObject *length_obj = PyLong_FromLongLong(length);
-    PyObject *end_obj = PyLong_FromSsize_t(head_end);
-    if (result == NULL || status_obj == NULL || length_obj == NULL || end_obj == NULL) {
-        Py_XDECREF(result);
-        Py_XDECREF(status_obj);
-        Py_XDECREF(length_obj);
-        Py_XDECREF(end_obj);
-        Py_DECREF(fields);
-        Py_DECREF(via_obj);
-        return NULL;
+    if (method < 0 || i >= n || s[i] != '/')
+        Py_RETURN_NONE;
+    Py_ssize_t target = i;
+    /* what llhttp takes in a target (VCHAR), less '#': a fragment is no business of ours */
+    while (i < n && s[i] > 0x20 && s[i] < 0x7f && s[i] != '#')
+        i++;
+    Py_ssize_t target_len = i - target;
+    if (i + 10 > n || memcmp(s + i, " HTTP/1.", 8) != 0 || (s[i + 8] != '0' && s[i + 8] != '1'))
+        Py_RETURN_NONE;
+    int minor = s[i + 8] - '0';
+    if (s[i + 9] != '\r' || i + 10 >= n || s[i + 10] != '\n')
+        Py_RETURN_NONE;
+
+    Span spans[MAX_HEADERS];
+    int count = 0;
+    Py_ssize_t head_end = scan_lines(s, n, i + 11, spans, &count);
+    if (head_end < 0)
+        Py_RETURN_NONE;
+
+    long long length = -1;
+    int keep_alive = minor == 1, connection = 0, host = -1, rid = -1, xff = -1, via = -1;
+    Py_ssize_t fields_len = 0;
+    for (int h = 0; h < count; h++) {
+        Span *sp = &spans[h];
+        const unsigned char *v = s + sp->value;
+        sp->kind = classify_request(s + sp->name, sp->name_len);
+        switch (sp->kind) {
+        case K_KEEP:
+            fields_len += sp->name_len + 2 + sp->value_len + 2;
+            break;
+        case K_CL:
+            /* a body (or a second Content-Length): llhttp frames it */
+            if (length >= 0 || (length = parse_length(v, sp->value_len)) != 0)
+                Py_RETURN_NONE;
+            break;
+        case K_CONN:
+            if (connection++ || (keep_alive = connection_keep(v, sp->value_len)) < 0)
+                Py_RETURN_NONE;
+            break;
+        case K_HOST:
+            if (host >= 0 || sp->value_len == 0)
+                Py_RETURN_NONE; /* several, or empty: request.py answers 400 */
+            host = h;
+            break;
+        case K_RID:
+            if (rid >= 0)
+                Py_RETURN_NONE;
+            rid = h;
+            break;
+        case K_XFF:
+            if (xff >= 0)
+                Py_RETURN_NONE;
+            xff = h;
+            break;
+        case K_VIA:
+            if (via >= 0)
+                Py_RETURN_NONE;
+            via = h;
+            break;
+        case K_REFUSE:
+            Py_RETURN_NONE;
+        default:
+            break;
+        }
     }
-    PyTuple_SET_ITEM(result, 0, status_obj);
-    PyTuple_SET_ITEM(result, 1, fields);
-    PyTuple_SET_ITEM(result, 2, length_obj);
-    PyTuple_SET_ITEM(result, 3, Py_NewRef(keep_alive ? Py_True : Py_False));
-    PyTuple_SET_ITEM(result, 4, via_obj);
-    PyTuple_SET_ITEM(result, 5, end_obj);
-    return result;
+    if (minor == 1 && host < 0)
+        Py_RETURN_NONE; /* HTTP/1.1 needs Host: request.py answers 400 */
+    PyObject *items[11] = {
+        Py_NewRef(METHODS[method]),
+        PyBytes_FromStringAndSize((const char *)s + target, target_len),
+        PyLong_FromLong(minor),
+        serialize_kept(s, spans, count, fields_len),
+        host >= 0 ? value_or_none(s, spans, host) : PyBytes_FromStringAndSize(NULL, 0),
+        Py_NewRef(keep_alive ? Py_True : Py_False),
+        value_or_none(s, spans, rid),
+        value_or_none(s, spans, xff),
+        value_or_none(s, spans, via),
+        length == 0 ? PyLong_FromLong(0) : Py_NewRef(Py_None),
+        PyLong_FromSsize_t(head_end),
+    };
+    return pack(items, 11);
 }
 
 static PyMethodDef methods[] = {
     {"scan_response", scan_response, METH_O, scan_response_doc},
+    {"scan_request", scan_request, METH_O, scan_request_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "pulsegate.http._wire",
-    "C fast paths for the HTTP wire format (see scan_response).",
+    "C fast paths for the HTTP wire format (see scan_response and scan_request).",
     -1,
     methods,
     NULL,
@@ -293,5 +480,12 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__wire(void)
 {
     init_tables();
+    for (int m = 0; m < N_METHODS; m++) {
+        if (METHODS[m] == NULL) {
+            METHODS[m] = PyBytes_FromString(METHOD_NAMES[m]);
+            if (METHODS[m] == NULL)
+                return NULL;
+        }
+    }
     return PyModule_Create(&module_def);
 }

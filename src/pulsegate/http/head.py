@@ -21,12 +21,13 @@ class RequestHead:
     """
 
     __slots__ = (
+        "_headers",
+        "_raw",
         "chunked",
         "content_length",
         "expect_continue",
         "fields",
         "forwarded_for",
-        "headers",
         "host",
         "host_count",
         "keep_alive",
@@ -49,8 +50,9 @@ class RequestHead:
         self.query = b"" if q < 0 else target[q:]
         #: HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
         self.version = version
-        #: Every header as received (name case preserved), in order.
-        self.headers: Headers = []
+        self._headers: Headers | None = []
+        #: The head as received, when ``_headers`` is None (see ``headers``).
+        self._raw = b""
         #: The end-to-end headers to forward, serialized: ``b"Name: value\r\n" * n``.
         self.fields = b""
         #: Host header value as sent (may carry a port), or the authority of an absolute-form target.
@@ -65,6 +67,26 @@ class RequestHead:
         self.forwarded_for: bytes | None = None
         self.via: bytes | None = None
         self.upgrade: bytes | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """Every header as received (name case preserved), in order.
+
+        Split from the raw head on first use when the C fast path scanned it: only header-based
+        routes and hash keys read it, so most requests never pay for the list.
+        """
+        if self._headers is None:
+            self._headers = split_head(self._raw)
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
+
+    def set_raw(self, raw: bytes) -> None:
+        """``raw``, a head the fast path accepted, is where ``headers`` comes from."""
+        self._headers = None
+        self._raw = raw
 
     @property
     def has_body(self) -> bool:
@@ -119,13 +141,23 @@ class ResponseHead:
     def headers(self) -> Headers:
         """Every header as received: names as spelled, values without leading whitespace."""
         if self._headers is None:
-            self._headers = [_split_line(line) for line in self._raw.split(b"\r\n")[1:] if line]
+            self._headers = split_head(self._raw)
         return self._headers
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status} cl={self.content_length} chunked={self.chunked}>"
 
 
-def _split_line(line: bytes) -> tuple[bytes, bytes]:
-    name, _, value = line.partition(b":")
-    return name, value.lstrip(b" \t")
+def split_head(raw: bytes) -> Headers:
+    """The header lines of a head the C fast path accepted (CRLF lines, no obs-fold, so a plain
+    split is exact), as llhttp reports them: values without leading whitespace.
+
+    >>> split_head(b"GET / HTTP/1.1\\r\\nHost:  a \\r\\nX:\\r\\n\\r\\n")
+    [(b'Host', b'a '), (b'X', b'')]
+    """
+    headers: Headers = []
+    for line in raw.split(b"\r\n")[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            headers.append((name, value.lstrip(b" \t")))
+    return headers

@@ -73,6 +73,24 @@ def header_kind(name: bytes, special: dict[bytes, int], cache: dict[bytes, int])
     return kind
 
 
+#: What the C fast path returns: method, target, minor version, fields, Host, keep-alive,
+#: X-Request-Id, X-Forwarded-For, Via, Content-Length (0 or None), head length.
+ScannedRequest = tuple[
+    bytes, bytes, int, bytes, bytes, bool, bytes | None, bytes | None, bytes | None, int | None, int
+]
+
+
+def _load_scan() -> Callable[[bytes], ScannedRequest | None] | None:
+    try:
+        from pulsegate.http._wire import scan_request
+    except ImportError:  # a pure-Python install: llhttp parses every request
+        return None
+    return scan_request
+
+
+#: ``pulsegate.http._wire.scan_request``, or None when the C extension is not built.
+SCAN_REQUEST: Final = _load_scan()
+
 _REQUEST_ID_OK: Final = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
 _CONNECTION_KEEP: Final = frozenset((b"close", b"keep-alive", b"upgrade"))
 #: Connection values that name no other header: skip splitting them (common spellings first,
@@ -140,12 +158,14 @@ class RequestParser:
         "_head_class",
         "_head_size",
         "_headers",
+        "_idle",
         "_keep_alive",
         "_last",
         "_max_body",
         "_max_head",
         "_p",
         "_partial",
+        "_scan",
         "_upgrade",
         "_url",
         "in_head",
@@ -158,6 +178,7 @@ class RequestParser:
         max_header_bytes: int,
         max_body_bytes: int,
         head_class: type[RequestHead] = RequestHead,
+        fast: bool = True,
     ) -> None:
         self._handler = handler
         #: What heads are built as: a subclass lets the caller hang its per-request state on the
@@ -178,6 +199,11 @@ class RequestParser:
         #: The last head asked to switch protocols: parsing stops after its message.
         self._upgrade = False
         self._error: DownstreamError | None = None
+        #: Plain bodiless heads between messages are scanned in C (``fast=False``: llhttp only,
+        #: for the differential tests); anything the scan declines goes to llhttp.
+        self._scan = SCAN_REQUEST if fast else None
+        #: llhttp is between messages (no request line begun): the scan may take the next head.
+        self._idle = True
         # httptools binds callbacks by attribute lookup once; on_body goes straight to the handler
         # so body bytes cost no extra Python frame.
         self._p = httptools.HttpRequestParser(_Callbacks(self, handler))
@@ -190,9 +216,14 @@ class RequestParser:
         """Parse ``data``; report complete heads, body bytes and message ends to the handler."""
         if self._closed:
             return  # bytes after a request that closes the connection are ignored (RFC 9112 §9.6)
+        # Counted before the scan: heads it took end in this read as llhttp's would (see below).
+        done_before = self._completed
+        if self._idle and self._scan is not None:
+            data = self._take_scanned(data)
+            if not data:
+                return
         was_in_head = self.in_head
         before = self._head_size if was_in_head else 0
-        done_before = self._completed
         try:
             self._feed(data)
         except httptools.HttpParserUpgrade as exc:
@@ -212,6 +243,10 @@ class RequestParser:
                 raise err from None
             raise
         except httptools.HttpParserError as exc:
+            if self._closed:
+                # llhttp refuses bytes after a closing request in the same read; they are not
+                # processed (RFC 9112 §9.6), as they are when they come in a later read.
+                return
             raise DownstreamError(f"malformed request: {exc}", status=400) from None
         if self.in_head:
             # A header line still being received reports nothing until it ends; count those bytes
@@ -224,6 +259,40 @@ class RequestParser:
                 self._partial = 0
             if self._head_size + self._partial > self._max_head:
                 raise DownstreamError("request header block too large", status=431)
+
+    def _take_scanned(self, data: bytes) -> bytes:
+        """Report the plain bodiless heads at the start of ``data`` that the C scan accepts, as
+        on_headers_complete and on_message_complete would; returns the rest, for llhttp."""
+        scan = self._scan
+        assert scan is not None
+        while True:
+            scanned = scan(data)
+            if scanned is None:
+                return data
+            method, target, minor, fields, host, keep_alive, rid, xff, via, length, end = scanned
+            if end > self._max_head:
+                return data  # llhttp's path counts the exact size and answers 431
+            head = self._head_class(method, target, minor)
+            head.set_raw(data[:end])
+            head.fields = fields
+            head.host = host
+            head.host_count = 1 if host else 0
+            head.content_length = length
+            head.keep_alive = keep_alive
+            if rid is not None and _REQUEST_ID_OK(rid):
+                head.request_id = rid
+            head.forwarded_for = xff
+            head.via = via
+            self._last = not keep_alive
+            self._body_size = 0
+            self._handler.on_head(head)
+            self._completed += 1
+            if self._last:
+                self._closed = True
+            self._handler.on_end()
+            if end == len(data) or self._closed:
+                return b""
+            data = data[end:]
 
     def _fail(self, reason: str, status: int) -> NoReturn:
         # Raised inside an httptools callback, the error comes back wrapped; keep ours to re-raise.
@@ -247,6 +316,7 @@ class RequestParser:
     def on_url(self, url: bytes) -> None:
         if not self.in_head:
             self.in_head = True
+            self._idle = False
             self._url = url
             self._head_size = len(url)
         else:
@@ -301,6 +371,7 @@ class RequestParser:
         self._handler.on_head(head)
 
     def on_message_complete(self) -> None:
+        self._idle = True
         self._completed += 1
         if self._last:
             self._closed = True
