@@ -11,12 +11,10 @@ from hypothesis import strategies as st
 
 from pulsegate.errors import DownstreamError, UpstreamError
 from pulsegate.http import RequestHead, RequestParser, ResponseHead, ResponseParser
+from tests.http.events import EventLog
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[object, ...]] = []
-
+class Recorder(EventLog):
     def on_head(self, head: RequestHead) -> None:
         self.events.append(
             (
@@ -30,20 +28,11 @@ class Recorder:
             )
         )
 
-    def on_body(self, data: bytes) -> None:
-        if self.events and self.events[-1][0] == "body":
-            self.events[-1] = ("body", self.events[-1][1] + data)  # type: ignore[operator]
-        else:
-            self.events.append(("body", data))
-
     def on_end(self) -> None:
         self.events.append(("end",))
 
     def on_response_head(self, head: ResponseHead) -> None:
         self.events.append(("rhead", head.status, tuple(head.headers), head.content_length, head.chunked))
-
-    def on_response_body(self, data: bytes) -> None:
-        self.on_body(data)
 
     def on_response_end(self) -> None:
         self.events.append(("rend",))

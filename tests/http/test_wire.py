@@ -19,15 +19,13 @@ from pulsegate.errors import DownstreamError, UpstreamError
 from pulsegate.http import RequestHead, RequestParser, ResponseHead, ResponseParser
 from pulsegate.http.request import SCAN_REQUEST
 from pulsegate.http.response import SCAN
+from tests.http.events import EventLog
 
 pytestmark = pytest.mark.skipif(SCAN is None, reason="the C extension is not built (pure-Python install)")
 
 
-class Events:
-    """Everything a ResponseParser reports, with body chunks joined (splits differ by path)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[object, ...]] = []
+class Events(EventLog):
+    """Everything a ResponseParser reports."""
 
     def on_response_head(self, head: ResponseHead) -> None:
         self.events.append(
@@ -43,12 +41,6 @@ class Events:
                 head.upgrade,
             )
         )
-
-    def on_response_body(self, data: bytes) -> None:
-        if self.events and self.events[-1][0] == "body":
-            self.events[-1] = ("body", self.events[-1][1] + data)  # type: ignore[operator]
-        else:
-            self.events.append(("body", data))
 
     def on_response_end(self) -> None:
         self.events.append(("end",))
@@ -352,9 +344,8 @@ def _sample(seed: int) -> bytes:
 # -- requests ----------------------------------------------------------------------------------------
 
 
-class RequestEvents:
-    def __init__(self) -> None:
-        self.events: list[tuple[object, ...]] = []
+class RequestEvents(EventLog):
+    """Everything a RequestParser reports."""
 
     def on_head(self, head: RequestHead) -> None:
         self.events.append(
@@ -379,12 +370,6 @@ class RequestEvents:
                 head.upgrade,
             )
         )
-
-    def on_body(self, data: bytes) -> None:
-        if self.events and self.events[-1][0] == "body":
-            self.events[-1] = ("body", self.events[-1][1] + data)  # type: ignore[operator]
-        else:
-            self.events.append(("body", data))
 
     def on_end(self) -> None:
         self.events.append(("end",))

@@ -54,75 +54,45 @@ static int token_is(const unsigned char *p, Py_ssize_t n, const char *lit, Py_ss
     return 1;
 }
 
-#define IS(lit) token_is(name, n, lit, (Py_ssize_t)sizeof(lit) - 1)
+/* The headers an intermediary does not forward as they came, and what each side does with them
+ * (response.py's and request.py's _SPECIAL): K_REFUSE leaves the head to llhttp and the Python
+ * checks (Upgrade, Expect, Transfer-Encoding), and Proxy-Connection, which llhttp reads like
+ * Connection. */
+typedef struct {
+    const char *name;
+    Py_ssize_t len;
+    int response, request;
+} Special;
 
-static int classify(const unsigned char *name, Py_ssize_t n)
-{
-    switch (n) {
-    case 2:
-        return IS("te") ? K_DROP : K_KEEP;
-    case 3:
-        return IS("via") ? K_VIA : K_KEEP;
-    case 7:
-        if (IS("trailer"))
-            return K_DROP;
-        return IS("upgrade") ? K_REFUSE : K_KEEP;
-    case 10:
-        if (IS("connection"))
-            return K_CONN;
-        return IS("keep-alive") ? K_DROP : K_KEEP;
-    case 12:
-        return IS("x-request-id") ? K_DROP : K_KEEP;
-    case 14:
-        return IS("content-length") ? K_CL : K_KEEP;
-    case 16:
-        /* llhttp reads it like Connection (keep-alive flags): leave that to llhttp */
-        return IS("proxy-connection") ? K_REFUSE : K_KEEP;
-    case 17:
-        return IS("transfer-encoding") ? K_REFUSE : K_KEEP;
-    default:
-        return K_KEEP;
-    }
-}
+#define SPECIAL_ENTRY(lit, response, request) {lit, (Py_ssize_t)sizeof(lit) - 1, response, request}
 
-/* Request headers, as request.py's _SPECIAL sorts them; what it checks further (Expect, Upgrade,
- * Transfer-Encoding) and Proxy-Connection (llhttp reads it like Connection) are left to llhttp. */
-static int classify_request(const unsigned char *name, Py_ssize_t n)
+static const Special SPECIAL[] = {
+    SPECIAL_ENTRY("te", K_DROP, K_DROP),
+    SPECIAL_ENTRY("via", K_VIA, K_VIA),
+    SPECIAL_ENTRY("host", K_KEEP, K_HOST),
+    SPECIAL_ENTRY("expect", K_KEEP, K_REFUSE),
+    SPECIAL_ENTRY("trailer", K_DROP, K_DROP),
+    SPECIAL_ENTRY("upgrade", K_REFUSE, K_REFUSE),
+    SPECIAL_ENTRY("connection", K_CONN, K_CONN),
+    SPECIAL_ENTRY("keep-alive", K_DROP, K_DROP),
+    SPECIAL_ENTRY("x-request-id", K_DROP, K_RID),
+    SPECIAL_ENTRY("content-length", K_CL, K_CL),
+    SPECIAL_ENTRY("x-forwarded-for", K_KEEP, K_XFF),
+    SPECIAL_ENTRY("proxy-connection", K_REFUSE, K_REFUSE),
+    SPECIAL_ENTRY("x-forwarded-host", K_KEEP, K_DROP),
+    SPECIAL_ENTRY("transfer-encoding", K_REFUSE, K_REFUSE),
+    SPECIAL_ENTRY("x-forwarded-proto", K_KEEP, K_DROP),
+};
+#define N_SPECIAL ((int)(sizeof(SPECIAL) / sizeof(SPECIAL[0])))
+
+static int classify(const unsigned char *name, Py_ssize_t n, int request)
 {
-    switch (n) {
-    case 2:
-        return IS("te") ? K_DROP : K_KEEP;
-    case 3:
-        return IS("via") ? K_VIA : K_KEEP;
-    case 4:
-        return IS("host") ? K_HOST : K_KEEP;
-    case 6:
-        return IS("expect") ? K_REFUSE : K_KEEP;
-    case 7:
-        if (IS("trailer"))
-            return K_DROP;
-        return IS("upgrade") ? K_REFUSE : K_KEEP;
-    case 10:
-        if (IS("connection"))
-            return K_CONN;
-        return IS("keep-alive") ? K_DROP : K_KEEP;
-    case 12:
-        return IS("x-request-id") ? K_RID : K_KEEP;
-    case 14:
-        return IS("content-length") ? K_CL : K_KEEP;
-    case 15:
-        return IS("x-forwarded-for") ? K_XFF : K_KEEP;
-    case 16:
-        if (IS("x-forwarded-host"))
-            return K_DROP;
-        return IS("proxy-connection") ? K_REFUSE : K_KEEP;
-    case 17:
-        if (IS("x-forwarded-proto"))
-            return K_DROP;
-        return IS("transfer-encoding") ? K_REFUSE : K_KEEP;
-    default:
-        return K_KEEP;
+    for (int k = 0; k < N_SPECIAL; k++) {
+        const Special *sp = &SPECIAL[k];
+        if (sp->len == n && token_is(name, n, sp->name, n))
+            return request ? sp->request : sp->response;
     }
+    return K_KEEP;
 }
 
 /* Trailing SP/HTAB are part of a value as llhttp reports it, but not of a token we compare. */
@@ -304,7 +274,7 @@ static PyObject *scan_response(PyObject *module, PyObject *arg)
     for (int h = 0; h < count; h++) {
         Span *sp = &spans[h];
         const unsigned char *v = s + sp->value;
-        sp->kind = classify(s + sp->name, sp->name_len);
+        sp->kind = classify(s + sp->name, sp->name_len, 0);
         switch (sp->kind) {
         case K_KEEP:
             fields_len += sp->name_len + 2 + sp->value_len + 2;
@@ -401,7 +371,7 @@ static PyObject *scan_request(PyObject *module, PyObject *arg)
     for (int h = 0; h < count; h++) {
         Span *sp = &spans[h];
         const unsigned char *v = s + sp->value;
-        sp->kind = classify_request(s + sp->name, sp->name_len);
+        sp->kind = classify(s + sp->name, sp->name_len, 1);
         switch (sp->kind) {
         case K_KEEP:
             fields_len += sp->name_len + 2 + sp->value_len + 2;

@@ -226,8 +226,9 @@ class ResponseParser:
         left = self._body_left
         n = len(data)
         if n < left:
-            self._body_left = left - n
-            self._on_body(data)
+            if n:  # an empty read reports nothing, as llhttp's path
+                self._body_left = left - n
+                self._on_body(data)
             return b""
         self._body_left = 0
         self._on_body(data if n == left else data[:left])
