@@ -24,6 +24,8 @@ HOT_MODULES = [
     "src/pulsegate/proxy/outbox.py",
     "src/pulsegate/proxy/pool.py",
     "src/pulsegate/proxy/client.py",
+    "src/pulsegate/proxy/relay.py",
+    "src/pulsegate/proxy/dispatch.py",
     "src/pulsegate/proxy/recovery.py",
     "src/pulsegate/proxy/tunnel.py",
     "src/pulsegate/proxy/upstream.py",

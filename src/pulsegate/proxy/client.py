@@ -14,37 +14,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from time import perf_counter_ns as _perf_counter_ns
 from typing import TYPE_CHECKING, Final, cast
 
-from pulsegate.errors import ConnectError, DownstreamError, GatewayError, UpstreamError
-from pulsegate.http.head import RequestHead, ResponseHead
+from pulsegate.errors import DownstreamError, GatewayError, UpstreamError
+from pulsegate.http.head import RequestHead
 from pulsegate.http.request import RequestParser
 from pulsegate.http.writer import (
-    CONTINUE_100,
-    CRLF,
     LAST_CHUNK,
-    STATUS_LINES,
-    content_length_line,
     error_response,
-    status_line,
 )
-from pulsegate.proxy import recovery, tunnel
+from pulsegate.proxy import dispatch, recovery, tunnel
 from pulsegate.proxy.exchange import (
+    ACTIVE,
     BLOCK_BUFFER,
     BLOCK_PIPELINE,
     BLOCK_REJECTED,
     BLOCK_UPSTREAM,
-    BODY_CHUNKED,
-    BODY_CLOSE,
-    BODY_LENGTH,
-    BODY_NONE,
-    VIA,
-    VIA_RID,
+    HEAD,
+    IDLE,
+    LINGER,
     Exchange,
     frame_chunk,
-    host_key,
 )
 from pulsegate.proxy.tunnel import NO_TUNNEL, TUNNEL_ASKED, TUNNEL_OPEN
 
@@ -58,12 +49,6 @@ if TYPE_CHECKING:
 # A Final alias is a C static in the compiled module; an imported name is a dict lookup per call.
 perf_counter_ns: Final = _perf_counter_ns
 
-# Connection phases, for the sweeper's timeout decision. LINGER: refused and half-closed, reading
-# and dropping what the client still sends.
-IDLE: Final = 0
-HEAD: Final = 1
-ACTIVE: Final = 2
-LINGER: Final = 3
 # nginx's lingering_timeout and lingering_time: how long a lingering connection may stay silent,
 # and how long it may linger at most.
 LINGER_TIMEOUT: Final = 5.0
@@ -259,7 +244,7 @@ class ClientConnection(asyncio.Protocol):
         if self.ex is None:
             self.ex = ex
             ex.t0 = self.t_first
-            self._start(ex)
+            dispatch.start(self, ex)
         else:
             ex.t0 = perf_counter_ns()  # queued behind others: its time starts now
             queue = self.queue
@@ -289,7 +274,7 @@ class ClientConnection(asyncio.Protocol):
         ex.buffered += len(data)
         if ex.buffered > self.lim.request_buffer:
             if ex is self.ex and conn is not None:
-                self._send(ex)
+                dispatch.send(self, ex)
             else:
                 self.block_reading(BLOCK_BUFFER)
 
@@ -301,7 +286,7 @@ class ClientConnection(asyncio.Protocol):
         ex.req_done = True
         if ex.discard:
             if ex.resp_done:
-                self._advance(ex)
+                self.advance(ex)
             return
         if ex.chunked:
             if ex.head_sent and ex.upstream is not None:
@@ -311,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.body.append(LAST_CHUNK)
         if ex is self.ex:
             if not ex.head_sent:
-                self._send(ex)
+                dispatch.send(self, ex)
             route = ex.route
             if ex.has_body and route is not None and ex.upstream is not None and not ex.resp_started:
                 self.deadline = self.server.now + route.upstream.try_timeout
@@ -341,63 +326,7 @@ class ClientConnection(asyncio.Protocol):
         """End an open tunnel (idle timeout, shutdown): both sides close after queued bytes."""
         tunnel.close_tunnel(self)
 
-    # -- starting an exchange ------------------------------------------------------------------
-
-    def _start(self, ex: Exchange) -> None:
-        server = self.server
-        rt = server.runtime
-        head = ex
-        now = perf_counter_ns()
-        if not ex.t0:
-            ex.t0 = now
-        self.phase = ACTIVE
-        host = head.host
-        if host != self.host_raw:
-            self.host_raw = host
-            self.host_route = host_key(host)
-            self.last_table = None  # the remembered route was for another host
-        table = rt.table
-        path = head.path
-        if table is self.last_table and path == self.last_path and head.method == self.last_method:
-            m = self.last_match  # the same request line on the same table and host: same route
-        else:
-            m = table.match(head.method, self.host_route, path, head.headers)
-            if not table.uses_headers:
-                self.last_table = table
-                self.last_path = path
-                self.last_method = head.method
-                self.last_match = m
-        if m is None:
-            self.respond_local(ex, 404, "no route matches this request")
-            return
-        route = m.payload
-        up = route.upstream
-        ex.route = route
-        route.stats.in_flight += 1
-        limiter = route.limiter
-        if limiter is not None and not recovery.admit(self, ex, limiter):
-            return
-        br = up.breaker
-        if br is not None and br.max_in_flight is not None and br.in_flight() >= br.max_in_flight:
-            br.trip("in_flight")
-            recovery.overflow(self, ex, up)
-            return
-        up.budget.requests += 1
-        key = None
-        if up.hash_key is not None:
-            key = ex.key = up.hash_key(self.client_ip, head.path, head.headers)
-        target = up.balancer.pick(key)
-        if target is None:
-            # Every target is unhealthy or ejected: fail open (try one anyway) or refuse.
-            target = up.any_target(None) if up.fail_open else None
-            if target is None:
-                self.respond_local(ex, 503, f"no available target in upstream '{up.name}'")
-                return
-        self.read_timeout = up.read_timeout
-        if head.expect_continue:
-            # We read the body only once the upstream side is settled; tell the client to send it.
-            self.wbuf.append(CONTINUE_100)
-        self.attempt(ex, up, target, now)
+    # -- starting an exchange: proxy/dispatch.py, except the attempt (retries make it too) -------
 
     def attempt(self, ex: Exchange, up: UpstreamRuntime, target: Target, now: int) -> None:
         """Send the exchange to ``target``: an idle pooled connection, a new one, or a wait."""
@@ -416,173 +345,16 @@ class ClientConnection(asyncio.Protocol):
         target.inflight += 1
         conn = pool.take()
         if conn is not None:
-            self._attach(ex, conn)
-        elif not pool.acquire(self._waiter(ex), self.loop_time()):
+            dispatch.attach(self, ex, conn)
+        elif not pool.acquire(dispatch.waiter(self, ex), self.loop_time()):
             self.end_target(ex)
             recovery.overflow(self, ex, up)
 
-    def _waiter(self, ex: Exchange) -> Callable[[UpstreamConnection | None, GatewayError | None], None]:
-        def on_ready(conn: UpstreamConnection | None, err: GatewayError | None) -> None:
-            ex.waiter = None
-            self._connected(ex, conn, err)
-
-        ex.waiter = on_ready
-        return on_ready
-
-    def _connected(self, ex: Exchange, conn: UpstreamConnection | None, err: GatewayError | None) -> None:
-        if ex.aborted or ex is not self.ex:
-            # The client went away (or the exchange was answered) while we were connecting.
-            if conn is not None:
-                ex.pool.release(conn, self.loop_time())  # type: ignore[union-attr]
-            return
-        if conn is None:
-            assert err is not None
-            if isinstance(err, ConnectError):
-                recovery.failed(self, ex, err, gateway=True, any_method=True)
-            else:
-                self.end_target(ex)
-                self.respond_error(ex, err)
-            self.flush()
-            return
-        self._attach(ex, conn)
-        self.flush()
-
-    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        ex.upstream = conn
-        conn.client = self
-        conn.uses += 1
-        parser = conn.parser
-        parser.handler = self  # response heads and ends come straight here
-        parser.head_request = ex.method == b"HEAD"
-        if self.write_paused:
-            conn.pause_reading()
-        elif conn.reading_paused:
-            conn.resume_reading()
-        if ex.req_done or ex.buffered > self.lim.request_buffer:
-            self._send(ex)
-
-    def _send(self, ex: Exchange) -> None:
-        """Write the head and buffered body upstream. Small bodies wait until complete, so a request
-        that turns out malformed mid-body never reaches the upstream whole."""
-        conn = ex.upstream
-        if conn is None or ex.head_sent:
-            return
-        assert conn.transport is not None
-        ex.head_sent = True
-        body = ex.body
-        if body:
-            self.outbox.write(conn.transport, [ex.head_bytes, *body])
-            # Keep a complete small request for one retry on a stale pooled connection; a body still
-            # arriving streams through and cannot be replayed, so no retry for this exchange.
-            ex.body = body if ex.req_done else []
-        else:
-            self.outbox.write(conn.transport, ex.head_bytes)
-        if not ex.req_done:
-            ex.streamed = True
-        self.unblock_reading(BLOCK_BUFFER)
-
-    # -- response (called by the upstream connection) ------------------------------------------
-
-    def on_response_head(self, head: ResponseHead) -> None:
-        ex = self.ex
-        assert ex is not None
-        status = head.status
-        req = ex
-        if status < 200:
-            if status == 101:
-                if ex.upgrade is None or self.tunnel != TUNNEL_ASKED:
-                    # A switch we never asked for is a protocol error.
-                    raise UpstreamError("unexpected 101 Switching Protocols", status=502)
-                tunnel.open_tunnel(self, ex, head)
-                return
-            if status != 100 and req.version == 1:
-                self.wbuf.append(status_line(status) + head.fields + CRLF)
-            return
-        pool = ex.pool
-        if pool is not None:
-            target = pool.target
-            if status >= 500:
-                if status in recovery.RETRY_STATUSES:
-                    nxt = recovery.retry_target(self, ex, False)
-                    if nxt is not None:
-                        raise recovery.RetryResponse(status, nxt)  # the upstream connection reports it back
-                recovery.note_5xx(self, ex)
-            elif target.errors:
-                target.errors = target.failures = 0
-        ex.resp_started = True
-        ex.status = status
-        keep = req.keep_alive and not self.closing and not self.server.draining
-        if ex.upgrade is not None:
-            # An upgrade declined: parsing stopped at that request, so the connection ends here.
-            keep = False
-            self.tunnel = NO_TUNNEL
-            self.early = []
-            self.early_bytes = 0
-        parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
-        if req.method == b"HEAD" or status in (204, 304):
-            framing = BODY_NONE
-            if head.content_length is not None and status != 204:
-                parts.append(content_length_line(head.content_length))
-        elif head.content_length is not None:
-            framing = BODY_LENGTH
-            parts.append(content_length_line(head.content_length))
-        elif req.version == 1:
-            framing = BODY_CHUNKED
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        else:
-            framing = BODY_CLOSE  # an HTTP/1.0 client knows no chunked: the close ends the body
-            keep = False
-        ex.framing = framing
-        ex.client_keep = keep
-        ex.upstream_keep = head.keep_alive
-        if head.via is None:
-            parts.append(VIA_RID)
-        else:
-            parts += (b"Via: ", head.via + b", " + VIA, b"\r\nX-Request-Id: ")
-        parts.append(ex.request_id or b"")
-        if not keep:
-            parts.append(b"\r\nConnection: close\r\n\r\n")
-        elif req.version == 0:
-            parts.append(b"\r\nConnection: keep-alive\r\n\r\n")
-        else:
-            parts.append(b"\r\n\r\n")
-        out = b"".join(parts)
-        ex.bytes_out += len(out)
-        self.wbuf.append(out)
-
-    def on_response_end(self) -> None:
-        ex = self.ex
-        assert ex is not None
-        if ex.framing == BODY_CHUNKED:
-            self.wbuf.append(LAST_CHUNK)
-        conn = ex.upstream
-        pool = ex.pool
-        assert conn is not None and pool is not None
-        ex.upstream = None
-        conn.client = None
-        now = perf_counter_ns()
-        target = pool.target
-        target.inflight -= 1
-        upstream_us = (now - ex.started) // 1000
-        target.observe_latency(upstream_us)
-        ex.started = 0
-        if ex.upstream_keep and ex.req_done and ex.head_sent:
-            pool.release(conn, self.server.now)
-        else:
-            conn.close()  # the upstream still expects request bytes, or asked to close
-        ex.resp_done = True
-        if self.server.metrics_on:
-            pool.stats.response(ex.status, ex.bytes_in, ex.bytes_out)
-        self.finish(ex, now, upstream_us)
-        if not ex.req_done:
-            # Answered before the client finished sending: read and drop the rest.
-            ex.discard = True
-            return
-        self._advance(ex)
+    # -- the response side: proxy/relay.py (called by the upstream connection) ----------------
 
     def end_target(self, ex: Exchange) -> None:
         """A failed attempt leaves the target's in-flight count (failures feed no latency EWMA;
-        the successful path in on_response_end does both inline)."""
+        the successful path in relay.response_end does both inline)."""
         if ex.pool is not None and ex.started:
             ex.pool.target.inflight -= 1
             ex.started = 0
@@ -631,7 +403,7 @@ class ClientConnection(asyncio.Protocol):
             ex.head_sent = False
             ex.started = perf_counter_ns()
             ex.pool.target.inflight += 1
-            if not ex.pool.acquire(self._waiter(ex), self.loop_time()):
+            if not ex.pool.acquire(dispatch.waiter(self, ex), self.loop_time()):
                 self.end_target(ex)
                 if ex.route is not None:
                     recovery.overflow(self, ex, ex.route.upstream)
@@ -678,7 +450,7 @@ class ClientConnection(asyncio.Protocol):
         self.finish(ex, perf_counter_ns(), 0)
         ex.body = []
         if ex.req_done:
-            self._advance(ex)
+            self.advance(ex)
         else:
             ex.discard = True
             self.unblock_reading(BLOCK_BUFFER)
@@ -711,7 +483,7 @@ class ClientConnection(asyncio.Protocol):
                 self.client_ip,
             )
 
-    def _advance(self, ex: Exchange) -> None:
+    def advance(self, ex: Exchange) -> None:
         """The exchange is complete on both sides: move on to the next request, or close."""
         self.ex = None
         if not ex.client_keep:
@@ -723,7 +495,7 @@ class ClientConnection(asyncio.Protocol):
             nxt = queue.popleft()
             self.unblock_reading(BLOCK_PIPELINE)
             self.ex = nxt
-            self._start(nxt)
+            dispatch.start(self, nxt)
             return
         if self.rejected is not None:
             exc, self.rejected = self.rejected, None

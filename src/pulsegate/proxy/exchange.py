@@ -28,6 +28,12 @@ BODY_NONE: Final = 0
 BODY_LENGTH: Final = 1
 BODY_CHUNKED: Final = 2
 BODY_CLOSE: Final = 3
+# A client connection's phase, for the sweeper's timeout decision. LINGER: refused and half-closed,
+# reading and dropping what the client still sends.
+IDLE: Final = 0
+HEAD: Final = 1
+ACTIVE: Final = 2
+LINGER: Final = 3
 # Reasons a client connection stops reading; reading resumes when none is left.
 BLOCK_UPSTREAM: Final = 1
 BLOCK_BUFFER: Final = 2

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from pulsegate.errors import UpstreamError
 from pulsegate.http.head import ResponseHead
 from pulsegate.http.response import ResponseParser
+from pulsegate.proxy import relay
 from pulsegate.proxy.exchange import BODY_CHUNKED, BODY_NONE, frame_chunk
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_response_head(self, head: ResponseHead) -> None:
         assert self.client is not None
-        self.client.on_response_head(head)
+        relay.response_head(self.client, head)
 
     def on_response_body(self, data: bytes) -> None:
         # Body bytes are bound here by httptools once; frame them for the client directly.
@@ -134,7 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_response_end(self) -> None:
         assert self.client is not None
-        self.client.on_response_end()
+        relay.response_end(self.client)
 
     def on_response_upgrade(self, data: bytes) -> None:
         if self.client is not None:
