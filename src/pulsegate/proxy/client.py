@@ -432,15 +432,19 @@ class ClientConnection(asyncio.Protocol):
         self.respond_local(ex, err.status, err.reason)
         self.flush()
 
-    def respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
-        """Answer with the gateway's own response; the request body (if any) is read and dropped."""
-        keep = ex.keep_alive and not self.closing and not self.server.draining
+    def keeps_alive_after(self, ex: Exchange) -> bool:
+        """Whether the connection stays open once ``ex`` is answered. Not after an upgrade request
+        that is answered instead of switched: parsing stopped there, so its tunnel state goes."""
         if ex.upgrade is not None:
-            # Parsing stops at an upgrade request: no further request can be read after it.
-            keep = False
             self.tunnel = NO_TUNNEL
             self.early = []
             self.early_bytes = 0
+            return False
+        return ex.keep_alive and not self.closing and not self.server.draining
+
+    def respond_local(self, ex: Exchange, status: int, detail: str, extra: bytes = b"") -> None:
+        """Answer with the gateway's own response; the request body (if any) is read and dropped."""
+        keep = self.keeps_alive_after(ex)
         out = error_response(status, detail, ex.request_id or b"", close=not keep, extra=extra)
         self.wbuf.append(out)
         ex.resp_started = ex.resp_done = True

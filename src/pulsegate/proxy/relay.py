@@ -17,7 +17,7 @@ from pulsegate.http.head import ResponseHead
 from pulsegate.http.writer import CRLF, LAST_CHUNK, STATUS_LINES, content_length_line, status_line
 from pulsegate.proxy import recovery, tunnel
 from pulsegate.proxy.exchange import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, VIA, VIA_RID
-from pulsegate.proxy.tunnel import NO_TUNNEL, TUNNEL_ASKED
+from pulsegate.proxy.tunnel import TUNNEL_ASKED
 
 if TYPE_CHECKING:
     from pulsegate.proxy.client import ClientConnection
@@ -57,13 +57,7 @@ def response_head(client: ClientConnection, head: ResponseHead) -> None:
             target.errors = target.failures = 0
     ex.resp_started = True
     ex.status = status
-    keep = req.keep_alive and not client.closing and not client.server.draining
-    if ex.upgrade is not None:
-        # An upgrade declined: parsing stopped at that request, so the connection ends here.
-        keep = False
-        client.tunnel = NO_TUNNEL
-        client.early = []
-        client.early_bytes = 0
+    keep = client.keeps_alive_after(ex)
     parts = [STATUS_LINES.get(status) or status_line(status), head.fields]
     if req.method == b"HEAD" or status in (204, 304):
         framing = BODY_NONE
