@@ -26,6 +26,7 @@ HOT_MODULES = [
     "src/pulsegate/proxy/client.py",
     "src/pulsegate/proxy/relay.py",
     "src/pulsegate/proxy/dispatch.py",
+    "src/pulsegate/proxy/ending.py",
     "src/pulsegate/proxy/recovery.py",
     "src/pulsegate/proxy/tunnel.py",
     "src/pulsegate/proxy/upstream.py",

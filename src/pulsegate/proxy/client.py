@@ -24,12 +24,12 @@ from pulsegate.http.writer import (
     LAST_CHUNK,
     error_response,
 )
-from pulsegate.proxy import dispatch, recovery, tunnel
+from pulsegate.proxy import dispatch, ending, recovery, tunnel
+from pulsegate.proxy.ending import LINGER_TIMEOUT
 from pulsegate.proxy.exchange import (
     ACTIVE,
     BLOCK_BUFFER,
     BLOCK_PIPELINE,
-    BLOCK_REJECTED,
     BLOCK_UPSTREAM,
     HEAD,
     IDLE,
@@ -48,11 +48,6 @@ if TYPE_CHECKING:
 
 # A Final alias is a C static in the compiled module; an imported name is a dict lookup per call.
 perf_counter_ns: Final = _perf_counter_ns
-
-# nginx's lingering_timeout and lingering_time: how long a lingering connection may stay silent,
-# and how long it may linger at most.
-LINGER_TIMEOUT: Final = 5.0
-LINGER_TIME: Final = 30.0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -203,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed(data)
         except DownstreamError as exc:
-            self._reject(exc)
+            ending.reject(self, exc)
             return
         if self.wbuf:
             self.flush()
@@ -503,7 +498,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.rejected is not None:
             exc, self.rejected = self.rejected, None
-            self._reject(exc)
+            ending.reject(self, exc)
             return
         if self.closing:
             self.flush()
@@ -524,108 +519,7 @@ class ClientConnection(asyncio.Protocol):
             self.wbuf = []
             self.outbox.write(self.transport, wbuf[0] if len(wbuf) == 1 else wbuf)
 
-    def _reject(self, exc: DownstreamError) -> None:
-        """Refuse a malformed request: the status, ``Connection: close``, and no upstream traffic.
-
-        When earlier pipelined requests are still being answered, their responses go first and
-        the error follows them (responses stay in request order)."""
-        bad = self.parsing
-        active = self.ex
-        if active is not None and bad is not active:
-            if bad is not None and self.queue is not None and bad in self.queue:
-                self.queue.remove(bad)  # never started, so it holds no upstream connection
-            self.parsing = None
-            self.rejected = exc
-            self.block_reading(BLOCK_REJECTED)
-            return
-        ex = bad if bad is not None and not bad.resp_started else None
-        cut = ex if ex is not None else (bad if bad is not None and bad is active else None)
-        if cut is not None:
-            # A streamed body went bad: cut the upstream so it never sees a complete request.
-            conn = cut.upstream
-            if conn is not None:
-                cut.upstream = None
-                conn.client = None
-                conn.close()
-            self.end_target(cut)
-            if cut is not ex and not cut.resp_done:
-                # Its response had started: it ends here, cut short like the connection.
-                cut.resp_done = True
-                self.finish(cut, perf_counter_ns(), 0)
-        if self.ex is None or ex is self.ex:
-            rid = ex.request_id if ex is not None and ex.request_id else self.server.next_request_id()
-            out = error_response(exc.status, exc.reason, rid, close=True)
-            self.wbuf.append(out)
-            if ex is not None and ex is self.ex:
-                ex.status = exc.status
-                ex.bytes_out += len(out)
-                ex.resp_started = ex.resp_done = True
-                self.finish(ex, perf_counter_ns(), 0)
-            elif self.server.metrics_on:
-                self.server.registry.unrouted.finish(exc.status, 0, len(out), 0, 0)
-        self.flush()
-        self.closing = True
-        self.ex = None
-        self.parsing = None
-        self.queue = None
-        if exc.status == 408:
-            self.outbox.close(self.transport)  # the client went quiet: nothing more is coming
-        else:
-            self._linger()
-
-    def _linger(self) -> None:
-        """Close after a refusal without losing it (nginx's lingering close): the client may still
-        be sending (a body too large, pipelined requests), and closing a socket with unread
-        bytes sends a reset that can destroy the refusal before the client reads it. So: send a
-        FIN after the answer, drop what still comes in, and close once the client closes, goes
-        quiet for LINGER_TIMEOUT, or LINGER_TIME has passed."""
-        self.phase = LINGER
-        now = self.server.now
-        self.linger_until = now + LINGER_TIME
-        self.deadline = now + LINGER_TIMEOUT
-        self.rejected = None
-        if self.blocked:
-            self.blocked = 0
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
-        self.outbox.write_eof(self.transport)
-
-    def on_timeout(self, now: float) -> None:
-        """Called by the sweeper when ``deadline`` passed."""
-        if self.tunnel == TUNNEL_OPEN:
-            self.close_tunnel()  # idle for tunnel_idle_timeout
-            return
-        if self.phase in (IDLE, LINGER):
-            # Keep-alive expired (close quietly, as nginx does), or a lingering client went quiet.
-            self.outbox.close(self.transport)
-        elif self.phase == HEAD:
-            self._reject(DownstreamError("request header timeout", status=408))
-        else:
-            ex = self.ex
-            if ex is not None and not ex.head_sent and not ex.req_done and not ex.discard:
-                # Still waiting for the client's (small, buffered) body: the client is the slow one.
-                self._reject(DownstreamError("request body timeout", status=408))
-            elif ex is not None and ex.upstream is not None:
-                conn = ex.upstream
-                ex.upstream = None
-                conn.client = None
-                conn.close()
-                if ex.pool is not None:
-                    ex.pool.stats.timeouts += 1
-                # Still uploading: the wait may be the client's doing, so it is no mark against
-                # the target.
-                recovery.failed(
-                    self,
-                    ex,
-                    UpstreamError("upstream read timed out", status=504),
-                    gateway=True,
-                    blame=ex.req_done,
-                )
-                self.flush()
-            elif ex is None or ex.discard:
-                self.outbox.close(self.transport)
-            else:
-                self.deadline = now + self.read_timeout  # still connecting: the pool bounds that
+    # -- refusals, lingering close and timeouts: proxy/ending.py ----------------------------------
 
     def close_if_idle(self) -> bool:
         """For shutdown: close now if no exchange is in progress; True if closed."""

@@ -28,6 +28,7 @@ from pulsegate.health.checker import CheckResult, HealthChecker
 from pulsegate.health.monitor import TargetState, apply_verdict, check_specs, outlier_logger, target_states
 from pulsegate.health.ratelimit import SharedBuckets
 from pulsegate.metrics.registry import Registry
+from pulsegate.proxy import ending
 from pulsegate.proxy.client import ClientConnection
 from pulsegate.proxy.outbox import Outbox
 from pulsegate.proxy.pool import TargetPool
@@ -212,7 +213,7 @@ class Server:
         """Fire every expired deadline (connections, pools). Deterministic given ``now``."""
         self.now = now
         for conn in [c for c in self.connections if c.deadline <= now]:
-            conn.on_timeout(now)
+            ending.timed_out(conn, now)
         for up in self.runtime.upstreams.values():
             for pool in up.pools.values():
                 pool.sweep(now)
