@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection as Pipe
 
 import msgspec
@@ -33,8 +33,10 @@ from pulsegate.loadtest.model import Latency, Plan, RequestSpec, Result, Second
 from pulsegate.loadtest.scenario import parse_url
 from pulsegate.metrics.histogram import bucket_mid, merge_into, percentiles, total_count
 
-#: Seconds between the processes' start and the first planned send (connections open meanwhile).
+#: Seconds between the last process reporting ready and the first planned send.
 START_MARGIN = 0.5
+#: How long the processes may take to start (spawn, imports) before the run is called failed.
+READY_TIMEOUT = 60.0
 PROGRESS_EVERY = 0.5
 
 
@@ -56,6 +58,8 @@ class ChildReport(msgspec.Struct):
     seconds: dict[int, ChildSecond]
     missed: int = 0
     final: bool = False
+    #: The process is up (imported, its loop running) and waits for the shared start.
+    ready: bool = False
     #: Failed requests so far, over the whole run (progress reports carry recent seconds only).
     errors: int = 0
 
@@ -104,18 +108,38 @@ def _snapshot(seconds: dict[int, SecondStats], since: int = 0) -> dict[int, Chil
 
 class Part(msgspec.Struct, frozen=True):
     """One process's part of a run: its share of the rate, its place among the processes (to
-    stagger sends), its connections, and the wall-clock start shared by all."""
+    stagger sends) and its connections. The wall-clock start shared by all comes once every
+    process is ready (a process that took long to spawn must not start its plan late)."""
 
     share: float
     phase: float
     connections: int
-    start_wall: float
+
+
+async def _await_start(loop: asyncio.AbstractEventLoop, pipe: Pipe) -> float | None:
+    """Report ready, then wait for the parent's shared start (wall clock); None: stop instead."""
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    def on_readable() -> None:
+        loop.remove_reader(pipe.fileno())
+        try:
+            got.set_result(pipe.recv_bytes())
+        except (EOFError, OSError):
+            got.set_result(b"stop")  # the parent went away
+
+    loop.add_reader(pipe.fileno(), on_readable)
+    pipe.send_bytes(msgspec.msgpack.encode(ChildReport({}, ready=True)))
+    message = await got
+    return None if message == b"stop" else msgspec.msgpack.decode(message, type=float)
 
 
 async def _child_main(job: Job, part: Part, pipe: Pipe) -> None:
     loop = asyncio.get_running_loop()
     gen = Generator(targets_for(job.requests), connections=part.connections, timeout=job.timeout)
-    start_wall = part.start_wall
+    start_wall = await _await_start(loop, pipe)
+    if start_wall is None:
+        pipe.send_bytes(msgspec.msgpack.encode(ChildReport({}, final=True)))
+        return
 
     def on_parent() -> None:  # any message from the parent (or its exit) means "stop now"
         loop.remove_reader(pipe.fileno())
@@ -202,7 +226,8 @@ def execute(
     n = max(1, min(n, plan.connections))  # each process needs a connection of its own
     conns = [plan.connections // n + (1 if i < plan.connections % n else 0) for i in range(n)]
     ctx = mp.get_context("spawn")
-    start_wall = time.time() + START_MARGIN + 0.3 * n  # spawning costs about 0.3 s per process
+    # Until every process is ready; the shared start is set then (see _start_all).
+    start_wall = time.time() + START_MARGIN
     job_bytes = msgspec.msgpack.encode(job)
     pipes: list[Pipe] = []
     procs = []
@@ -212,7 +237,7 @@ def execute(
     try:
         for i in range(n):
             parent, child = ctx.Pipe()
-            part = msgspec.msgpack.encode(Part(1.0 / n, i / n, conns[i], start_wall))
+            part = msgspec.msgpack.encode(Part(1.0 / n, i / n, conns[i]))
             p = ctx.Process(target=_child, args=(job_bytes, part, child), daemon=True)
             p.start()
             child.close()
@@ -225,7 +250,7 @@ def execute(
     done = [False] * n
     interrupted = False
     stopped_at: float | None = None
-    deadline = start_wall + plan.duration + job.timeout + 30.0
+    deadline = time.time() + READY_TIMEOUT
 
     def collect(i: int, timeout: float) -> None:
         try:
@@ -241,6 +266,8 @@ def execute(
 
     try:
         try:
+            start_wall = _start_all(pipes, procs, deadline)
+            deadline = start_wall + plan.duration + job.timeout + 30.0
             while not all(done):
                 if time.time() > deadline:
                     raise GeneratorFailed("generator processes did not finish in time")
@@ -278,6 +305,27 @@ def execute(
             pipe.close()
     elapsed = plan.duration if stopped_at is None else max(0.0, stopped_at - start_wall)
     return Run(merge(latest), sum(r.missed for r in latest), n, elapsed, interrupted)
+
+
+def _start_all(pipes: list[Pipe], procs: Sequence[mp.process.BaseProcess], deadline: float) -> float:
+    """Wait until every process reported ready, then send them one shared start (wall clock)."""
+    waiting = set(range(len(pipes)))
+    while waiting:
+        if time.time() > deadline:
+            raise GeneratorFailed("generator processes did not start in time")
+        for i in list(waiting):
+            try:
+                rep = _receive(pipes[i], 0.05)
+            except (EOFError, OSError):
+                code = procs[i].exitcode
+                raise GeneratorFailed(f"generator process {i + 1} exited (code {code})") from None
+            if rep is not None and rep.ready:
+                waiting.discard(i)
+    start_wall = time.time() + START_MARGIN
+    message = msgspec.msgpack.encode(start_wall)
+    for pipe in pipes:
+        pipe.send_bytes(message)
+    return start_wall
 
 
 def _ms(us: float) -> float:
