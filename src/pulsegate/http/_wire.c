@@ -202,23 +202,23 @@ static PyObject *value_or_none(const unsigned char *s, const Span *spans, int h)
     return PyBytes_FromStringAndSize((const char *)s + spans[h].value, spans[h].value_len);
 }
 
-/* A tuple of ``n`` new references; every one is released if any is NULL. */
-static PyObject *pack(PyObject **items, Py_ssize_t n)
+/* Releases the references made so far (the rest are NULL); returns NULL for the error. */
+static PyObject *release(PyObject **items, Py_ssize_t n)
 {
-    PyObject *result = NULL;
-    for (Py_ssize_t k = 0; k < n; k++)
-        if (items[k] == NULL)
-            goto fail;
-    result = PyTuple_New(n);
-    if (result == NULL)
-        goto fail;
-    for (Py_ssize_t k = 0; k < n; k++)
-        PyTuple_SET_ITEM(result, k, items[k]);
-    return result;
-fail:
     for (Py_ssize_t k = 0; k < n; k++)
         Py_XDECREF(items[k]);
     return NULL;
+}
+
+/* A tuple of ``n`` new references (all non-NULL), or NULL with them released. */
+static PyObject *pack(PyObject **items, Py_ssize_t n)
+{
+    PyObject *result = PyTuple_New(n);
+    if (result == NULL)
+        return release(items, n);
+    for (Py_ssize_t k = 0; k < n; k++)
+        PyTuple_SET_ITEM(result, k, items[k]);
+    return result;
 }
 
 static int check_bytes(PyObject *arg, const char *who)
@@ -303,14 +303,16 @@ static PyObject *scan_response(PyObject *module, PyObject *arg)
     }
     if (length < 0)
         Py_RETURN_NONE; /* close-delimited: llhttp tracks it */
-    PyObject *items[6] = {
-        PyLong_FromLong(status),
-        serialize_kept(s, spans, count, fields_len),
-        PyLong_FromLongLong(length),
-        Py_NewRef(keep_alive ? Py_True : Py_False),
-        value_or_none(s, spans, via),
-        PyLong_FromSsize_t(head_end),
-    };
+    if (!keep_alive)
+        Py_RETURN_NONE; /* llhttp refuses anything after it: let it see the response */
+    PyObject *items[6] = {NULL};
+    /* one at a time: no C-API call may run with an exception pending */
+    if ((items[0] = PyLong_FromLong(status)) == NULL ||
+        (items[1] = serialize_kept(s, spans, count, fields_len)) == NULL ||
+        (items[2] = PyLong_FromLongLong(length)) == NULL ||
+        (items[3] = Py_NewRef(keep_alive ? Py_True : Py_False)) == NULL ||
+        (items[4] = value_or_none(s, spans, via)) == NULL || (items[5] = PyLong_FromSsize_t(head_end)) == NULL)
+        return release(items, 6);
     return pack(items, 6);
 }
 
@@ -413,19 +415,19 @@ static PyObject *scan_request(PyObject *module, PyObject *arg)
     }
     if (minor == 1 && host < 0)
         Py_RETURN_NONE; /* HTTP/1.1 needs Host: request.py answers 400 */
-    PyObject *items[11] = {
-        Py_NewRef(METHODS[method]),
-        PyBytes_FromStringAndSize((const char *)s + target, target_len),
-        PyLong_FromLong(minor),
-        serialize_kept(s, spans, count, fields_len),
-        host >= 0 ? value_or_none(s, spans, host) : PyBytes_FromStringAndSize(NULL, 0),
-        Py_NewRef(keep_alive ? Py_True : Py_False),
-        value_or_none(s, spans, rid),
-        value_or_none(s, spans, xff),
-        value_or_none(s, spans, via),
-        length == 0 ? PyLong_FromLong(0) : Py_NewRef(Py_None),
-        PyLong_FromSsize_t(head_end),
-    };
+    PyObject *items[11] = {NULL};
+    /* one at a time: no C-API call may run with an exception pending */
+    if ((items[0] = Py_NewRef(METHODS[method])) == NULL ||
+        (items[1] = PyBytes_FromStringAndSize((const char *)s + target, target_len)) == NULL ||
+        (items[2] = PyLong_FromLong(minor)) == NULL ||
+        (items[3] = serialize_kept(s, spans, count, fields_len)) == NULL ||
+        (items[4] = host >= 0 ? value_or_none(s, spans, host) : PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
+        (items[5] = Py_NewRef(keep_alive ? Py_True : Py_False)) == NULL ||
+        (items[6] = value_or_none(s, spans, rid)) == NULL || (items[7] = value_or_none(s, spans, xff)) == NULL ||
+        (items[8] = value_or_none(s, spans, via)) == NULL ||
+        (items[9] = length == 0 ? PyLong_FromLong(0) : Py_NewRef(Py_None)) == NULL ||
+        (items[10] = PyLong_FromSsize_t(head_end)) == NULL)
+        return release(items, 11);
     return pack(items, 11);
 }
 

@@ -91,6 +91,10 @@ def _load_scan() -> Callable[[bytes], ScannedRequest | None] | None:
 #: ``pulsegate.http._wire.scan_request``, or None when the C extension is not built.
 SCAN_REQUEST: Final = _load_scan()
 
+#: What the llhttp path counts for a head (target + each name and value + 4) can exceed its raw
+#: length by one byte per header with no space after the colon; the scan takes at most 64 headers.
+_SIZE_SLACK: Final = 64
+
 _REQUEST_ID_OK: Final = re.compile(rb"[A-Za-z0-9._:@=+/\-]{1,128}").fullmatch
 _CONNECTION_KEEP: Final = frozenset((b"close", b"keep-alive", b"upgrade"))
 #: Connection values that name no other header: skip splitting them (common spellings first,
@@ -270,8 +274,8 @@ class RequestParser:
             if scanned is None:
                 return data
             method, target, minor, fields, host, keep_alive, rid, xff, via, length, end = scanned
-            if end > self._max_head:
-                return data  # llhttp's path counts the exact size and answers 431
+            if end + _SIZE_SLACK > self._max_head:
+                return data  # near the limit: llhttp's path counts the size its way (431)
             head = self._head_class(method, target, minor)
             head.set_raw(data[:end])
             head.fields = fields
@@ -313,10 +317,14 @@ class RequestParser:
 
     # -- callbacks (called by httptools) ----------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        # llhttp holds a message's first bytes (even part of a method) from here on: the scan
+        # must not take the next read as if it started a message.
+        self._idle = False
+
     def on_url(self, url: bytes) -> None:
         if not self.in_head:
             self.in_head = True
-            self._idle = False
             self._url = url
             self._head_size = len(url)
         else:
@@ -488,9 +496,17 @@ def serialize_kept(
 class _Callbacks:
     """The object httptools calls: parser methods, except on_body which is the handler's own."""
 
-    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_complete", "on_url")
+    __slots__ = (
+        "on_body",
+        "on_header",
+        "on_headers_complete",
+        "on_message_begin",
+        "on_message_complete",
+        "on_url",
+    )
 
     def __init__(self, parser: RequestParser, handler: RequestHandler) -> None:
+        self.on_message_begin = parser.on_message_begin
         self.on_url = parser.on_url
         self.on_header = parser.on_header
         self.on_headers_complete = parser.on_headers_complete

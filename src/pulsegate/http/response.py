@@ -269,6 +269,8 @@ class ResponseParser:
         self._headers = []
         head = ResponseHead(status, headers)
         head.keep_alive = self._keep_alive()
+        if not head.keep_alive:
+            self._scan = None  # nothing may follow this response: llhttp refuses it, not the scan
         fields: list[bytes] = []
         drop_named: list[bytes] | None = None
         cache = _KIND_BY_SPELLING
