@@ -6,6 +6,10 @@ other control bytes, obs-fold, whitespace before the colon. On top of that this 
 what an intermediary must (RFC 9112): exactly one Host in HTTP/1.1, only ``chunked`` as a transfer
 coding, HTTP/1.0 and 1.1 only, header-block and body size limits, and the ``Expect`` rules.
 
+A plain bodiless head between messages is scanned and classified in C (:mod:`pulsegate.http._wire`)
+instead, with the same results; anything the scan is not sure of goes to llhttp
+(tests/http/test_wire.py).
+
 Example:
     >>> class Sink:
     ...     def on_head(self, head): print(head.method, head.path, head.host)

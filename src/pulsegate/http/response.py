@@ -4,6 +4,10 @@ Besides classifying headers (hop-by-hop and framing out, the rest kept in order)
 things llhttp cannot: that a response to HEAD has no body whatever its Content-Length says, and
 that interim 1xx responses precede the final one on the same message exchange.
 
+A plain head at a message boundary (status 2xx-5xx, Content-Length, keep-alive) is scanned and
+classified in C (:mod:`pulsegate.http._wire`) and its body passed on as read; llhttp parses
+everything else, with the same results (tests/http/test_wire.py).
+
 Example:
     >>> class Sink:
     ...     def on_response_head(self, head): print(head.status, head.content_length)
