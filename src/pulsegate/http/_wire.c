@@ -23,7 +23,7 @@
 /* More headers than this go to llhttp: the spans live on the stack. */
 #define MAX_HEADERS 64
 
-enum { K_KEEP, K_CL, K_CONN, K_DROP, K_VIA, K_REFUSE, K_HOST, K_RID, K_XFF };
+enum { K_KEEP, K_CL, K_CONN, K_DROP, K_VIA, K_REFUSE, K_HOST, K_RID, K_XFF, K_COUNT };
 
 /* tchar (RFC 9110 5.6.2) */
 static unsigned char TOKEN[256];
@@ -221,6 +221,54 @@ static PyObject *pack(PyObject **items, Py_ssize_t n)
     return result;
 }
 
+/* What the header lines amount to, for either side. */
+typedef struct {
+    long long length; /* Content-Length, -1 without one */
+    int keep_alive;
+    Py_ssize_t fields_len; /* bytes of the forwarded fields */
+    int at[K_COUNT];       /* the span of each lifted header (Via, Host, ...), -1 if absent */
+} Head;
+
+/* Sort the spans into ``head``; -1 when the head is not plain (a refused header, a second
+ * Content-Length, Connection or lifted header, an odd value): llhttp decides then. */
+static int classify_spans(const unsigned char *s, Span *spans, int count, int request, int minor, Head *head)
+{
+    int connection = 0;
+    head->length = -1;
+    head->keep_alive = minor == 1;
+    head->fields_len = 0;
+    for (int k = 0; k < K_COUNT; k++)
+        head->at[k] = -1;
+    for (int h = 0; h < count; h++) {
+        Span *sp = &spans[h];
+        const unsigned char *v = s + sp->value;
+        sp->kind = classify(s + sp->name, sp->name_len, request);
+        switch (sp->kind) {
+        case K_KEEP:
+            head->fields_len += sp->name_len + 2 + sp->value_len + 2;
+            break;
+        case K_DROP:
+            break;
+        case K_REFUSE:
+            return -1;
+        case K_CL:
+            if (head->length >= 0 || (head->length = parse_length(v, sp->value_len)) < 0)
+                return -1;
+            break;
+        case K_CONN:
+            if (connection++ || (head->keep_alive = connection_keep(v, sp->value_len)) < 0)
+                return -1;
+            break;
+        default: /* lifted: one of each */
+            if (head->at[sp->kind] >= 0)
+                return -1;
+            head->at[sp->kind] = h;
+            break;
+        }
+    }
+    return 0;
+}
+
 static int check_bytes(PyObject *arg, const char *who)
 {
     if (PyBytes_CheckExact(arg))
@@ -233,7 +281,8 @@ PyDoc_STRVAR(scan_response_doc,
 "scan_response(data, /)\n--\n\n"
 "Scan a complete, plain response head at the start of ``data``.\n\n"
 "Returns ``(status, fields, content_length, keep_alive, via, head_end)`` or ``None`` when the\n"
-"head is incomplete or not one this fast path takes (the caller then uses llhttp).\n\n"
+"head is incomplete or not one this fast path takes (the caller then uses llhttp); keep_alive\n"
+"is always True, as a response that closes the connection is left to llhttp.\n\n"
 ">>> scan_response(b'HTTP/1.1 200 OK\\r\\nServer: x\\r\\nContent-Length: 2\\r\\n\\r\\nhi')\n"
 "(200, b'Server: x\\r\\n', 2, True, None, 49)\n");
 
@@ -268,50 +317,18 @@ static PyObject *scan_response(PyObject *module, PyObject *arg)
     if (head_end < 0)
         Py_RETURN_NONE;
 
-    long long length = -1;
-    int keep_alive = minor == 1, connection = 0, via = -1;
-    Py_ssize_t fields_len = 0;
-    for (int h = 0; h < count; h++) {
-        Span *sp = &spans[h];
-        const unsigned char *v = s + sp->value;
-        sp->kind = classify(s + sp->name, sp->name_len, 0);
-        switch (sp->kind) {
-        case K_KEEP:
-            fields_len += sp->name_len + 2 + sp->value_len + 2;
-            break;
-        case K_CL:
-            if (length >= 0) /* duplicates: llhttp decides */
-                Py_RETURN_NONE;
-            length = parse_length(v, sp->value_len);
-            if (length < 0)
-                Py_RETURN_NONE;
-            break;
-        case K_CONN:
-            if (connection++ || (keep_alive = connection_keep(v, sp->value_len)) < 0)
-                Py_RETURN_NONE;
-            break;
-        case K_VIA:
-            if (via >= 0)
-                Py_RETURN_NONE;
-            via = h;
-            break;
-        case K_REFUSE:
-            Py_RETURN_NONE;
-        default:
-            break;
-        }
-    }
-    if (length < 0)
-        Py_RETURN_NONE; /* close-delimited: llhttp tracks it */
-    if (!keep_alive)
+    Head head;
+    if (classify_spans(s, spans, count, 0, minor, &head) < 0 || head.length < 0)
+        Py_RETURN_NONE; /* not plain, or close-delimited: llhttp tracks it */
+    if (!head.keep_alive)
         Py_RETURN_NONE; /* llhttp refuses anything after it: let it see the response */
     PyObject *items[6] = {NULL};
     /* one at a time: no C-API call may run with an exception pending */
     if ((items[0] = PyLong_FromLong(status)) == NULL ||
-        (items[1] = serialize_kept(s, spans, count, fields_len)) == NULL ||
-        (items[2] = PyLong_FromLongLong(length)) == NULL ||
-        (items[3] = Py_NewRef(keep_alive ? Py_True : Py_False)) == NULL ||
-        (items[4] = value_or_none(s, spans, via)) == NULL || (items[5] = PyLong_FromSsize_t(head_end)) == NULL)
+        (items[1] = serialize_kept(s, spans, count, head.fields_len)) == NULL ||
+        (items[2] = PyLong_FromLongLong(head.length)) == NULL || (items[3] = Py_NewRef(Py_True)) == NULL ||
+        (items[4] = value_or_none(s, spans, head.at[K_VIA])) == NULL ||
+        (items[5] = PyLong_FromSsize_t(head_end)) == NULL)
         return release(items, 6);
     return pack(items, 6);
 }
@@ -367,65 +384,24 @@ static PyObject *scan_request(PyObject *module, PyObject *arg)
     if (head_end < 0)
         Py_RETURN_NONE;
 
-    long long length = -1;
-    int keep_alive = minor == 1, connection = 0, host = -1, rid = -1, xff = -1, via = -1;
-    Py_ssize_t fields_len = 0;
-    for (int h = 0; h < count; h++) {
-        Span *sp = &spans[h];
-        const unsigned char *v = s + sp->value;
-        sp->kind = classify(s + sp->name, sp->name_len, 1);
-        switch (sp->kind) {
-        case K_KEEP:
-            fields_len += sp->name_len + 2 + sp->value_len + 2;
-            break;
-        case K_CL:
-            /* a body (or a second Content-Length): llhttp frames it */
-            if (length >= 0 || (length = parse_length(v, sp->value_len)) != 0)
-                Py_RETURN_NONE;
-            break;
-        case K_CONN:
-            if (connection++ || (keep_alive = connection_keep(v, sp->value_len)) < 0)
-                Py_RETURN_NONE;
-            break;
-        case K_HOST:
-            if (host >= 0 || sp->value_len == 0)
-                Py_RETURN_NONE; /* several, or empty: request.py answers 400 */
-            host = h;
-            break;
-        case K_RID:
-            if (rid >= 0)
-                Py_RETURN_NONE;
-            rid = h;
-            break;
-        case K_XFF:
-            if (xff >= 0)
-                Py_RETURN_NONE;
-            xff = h;
-            break;
-        case K_VIA:
-            if (via >= 0)
-                Py_RETURN_NONE;
-            via = h;
-            break;
-        case K_REFUSE:
-            Py_RETURN_NONE;
-        default:
-            break;
-        }
-    }
-    if (minor == 1 && host < 0)
-        Py_RETURN_NONE; /* HTTP/1.1 needs Host: request.py answers 400 */
+    Head head;
+    if (classify_spans(s, spans, count, 1, minor, &head) < 0 || head.length > 0)
+        Py_RETURN_NONE; /* not plain, or a body: llhttp frames it */
+    int host = head.at[K_HOST];
+    if (host < 0 ? minor == 1 : spans[host].value_len == 0)
+        Py_RETURN_NONE; /* HTTP/1.1 without Host, or an empty one: request.py answers 400 */
     PyObject *items[11] = {NULL};
     /* one at a time: no C-API call may run with an exception pending */
     if ((items[0] = Py_NewRef(METHODS[method])) == NULL ||
         (items[1] = PyBytes_FromStringAndSize((const char *)s + target, target_len)) == NULL ||
         (items[2] = PyLong_FromLong(minor)) == NULL ||
-        (items[3] = serialize_kept(s, spans, count, fields_len)) == NULL ||
+        (items[3] = serialize_kept(s, spans, count, head.fields_len)) == NULL ||
         (items[4] = host >= 0 ? value_or_none(s, spans, host) : PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
-        (items[5] = Py_NewRef(keep_alive ? Py_True : Py_False)) == NULL ||
-        (items[6] = value_or_none(s, spans, rid)) == NULL || (items[7] = value_or_none(s, spans, xff)) == NULL ||
-        (items[8] = value_or_none(s, spans, via)) == NULL ||
-        (items[9] = length == 0 ? PyLong_FromLong(0) : Py_NewRef(Py_None)) == NULL ||
+        (items[5] = Py_NewRef(head.keep_alive ? Py_True : Py_False)) == NULL ||
+        (items[6] = value_or_none(s, spans, head.at[K_RID])) == NULL ||
+        (items[7] = value_or_none(s, spans, head.at[K_XFF])) == NULL ||
+        (items[8] = value_or_none(s, spans, head.at[K_VIA])) == NULL ||
+        (items[9] = head.length == 0 ? PyLong_FromLong(0) : Py_NewRef(Py_None)) == NULL ||
         (items[10] = PyLong_FromSsize_t(head_end)) == NULL)
         return release(items, 11);
     return pack(items, 11);
